@@ -1,0 +1,42 @@
+# Two commands for a new user: `make demo` and `make test`. Both set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export ENGAGEMENT_HOME ?= $(CURDIR)/var
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PYSPARK_PYTHON ?= $(CURDIR)/$(BIN)/python
+
+.PHONY: demo test env kafka-jars lock clean bench
+
+env: $(STAMP) kafka-jars
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"' \
+	  || { echo "error: $(PYTHON) is older than 3.11; run: make PYTHON=python3.11 ..." >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install --quiet -p $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet -p $(BIN)/python --no-deps -e '.[dev]'
+	@touch $(STAMP)
+
+kafka-jars: $(STAMP)
+	@$(BIN)/engagement kafka install
+
+# Regenerate the fully pinned dependency set after changing pyproject.toml.
+lock:
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --extra dev pyproject.toml -o requirements.lock
+
+demo: env
+	$(BIN)/engagement demo
+
+test: env
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: env
+	$(BIN)/python bench/loader_bench.py
+
+clean:
+	-$(BIN)/engagement kafka stop
+	rm -rf var

@@ -1,0 +1,151 @@
+"""One typed settings object, read from the environment (prefix ``ENGAGEMENT_``) at run time.
+
+An optional file named by ``ENGAGEMENT_CONFIG`` holds ``KEY=VALUE`` lines with the same names;
+the environment wins over the file. Defaults work on one machine. Nothing here is a secret:
+passwords (e.g. ``ENGAGEMENT_POSTGRES_URL``) are read from the environment only and never
+printed (see :meth:`Settings.describe`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+PREFIX = "ENGAGEMENT_"
+
+KUAISHOU_TOPIC = "engagement.kuaishou.events"
+WECHAT_TOPIC = "engagement.wechat.events"
+IDENTITY_TOPIC = "engagement.identity"
+DEADLETTER_TOPIC = "engagement.deadletter"
+
+SECRET_FIELDS = frozenset({"postgres_url"})
+
+
+class SettingsError(ValueError):
+    """A setting has a value the pipeline cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with single-machine defaults."""
+
+    home: Path = Path("var")
+    bootstrap_servers: str = "127.0.0.1:9092"
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "512m"
+    topic_partitions: int = 3
+    consumer_group: str = "engagement-loader"
+    timezone: str = "Asia/Shanghai"
+    spark_master: str = "local[2]"
+    spark_shuffle_partitions: int = 4
+    spark_driver_memory: str = "2g"
+    loader_batch_max_records: int = 20_000
+    loader_batch_max_bytes: int = 16 * 1024 * 1024
+    loader_batch_max_seconds: float = 5.0
+    postgres_url: str | None = field(default=None, repr=False)
+
+    # Paths derived from home -------------------------------------------------------------
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse"
+
+    @property
+    def kafka_dir(self) -> Path:
+        return self.home / "kafka"
+
+    @property
+    def kafka_port(self) -> int:
+        return int(self.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
+
+    def topic_for_platform(self, platform: str) -> str:
+        return {"kuaishou": KUAISHOU_TOPIC, "wechat": WECHAT_TOPIC}[platform]
+
+    @property
+    def event_topics(self) -> tuple[str, str]:
+        return (KUAISHOU_TOPIC, WECHAT_TOPIC)
+
+    def describe(self) -> dict[str, str]:
+        """Settings as strings for display, with secrets masked."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = "***"
+            out[PREFIX + f.name.upper()] = str(value)
+        return out
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``) and the optional config file."""
+        env = dict(os.environ if environ is None else environ)
+        values: dict[str, str] = {}
+        config_file = env.get(PREFIX + "CONFIG")
+        if config_file:
+            values.update(_read_config_file(Path(config_file)))
+        values.update({k: v for k, v in env.items() if k.startswith(PREFIX)})
+        kwargs: dict[str, object] = {}
+        for f in dataclasses.fields(cls):
+            name = PREFIX + f.name.upper()
+            if name not in values:
+                continue
+            raw = values[name]
+            kwargs[f.name] = _convert(name, raw, f.type)
+        settings = cls(**kwargs)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise SettingsError(
+                f"{PREFIX}TIMEZONE={self.timezone!r} is not an IANA time zone (e.g. Asia/Shanghai)"
+            ) from exc
+        if self.topic_partitions < 1:
+            raise SettingsError(f"{PREFIX}TOPIC_PARTITIONS must be >= 1, got {self.topic_partitions}")
+        try:
+            self.kafka_port
+        except (IndexError, ValueError) as exc:
+            raise SettingsError(
+                f"{PREFIX}BOOTSTRAP_SERVERS={self.bootstrap_servers!r} must look like host:port"
+            ) from exc
+
+
+def _read_config_file(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        raise SettingsError(f"{PREFIX}CONFIG points to {path}, which is not a file")
+    values = {}
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise SettingsError(f"{path}:{lineno}: expected KEY=VALUE, got {line!r}")
+        key, value = line.split("=", 1)
+        key = key.strip()
+        if not key.startswith(PREFIX):
+            key = PREFIX + key.upper()
+        values[key] = value.strip().strip('"')
+    return values
+
+
+def _convert(name: str, raw: str, type_: object) -> object:
+    type_name = str(type_)
+    try:
+        if type_name == "Path":
+            return Path(raw)
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a valid {type_name}") from exc
+    return raw
+
+
+def get_settings() -> Settings:
+    """The settings of this process, read now (not at import time)."""
+    return Settings.from_env()
