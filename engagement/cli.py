@@ -1,9 +1,364 @@
-"""The ``engagement`` command line (placeholder while the parts land)."""
+"""``engagement``: the one command-line program for every job a person runs by hand.
+
+    engagement kafka install|start|stop|status     the local single-node broker (KRaft)
+    engagement topics create [--partitions N]      the four topics of the event contract
+    engagement generate [--to-kafka|--output F]    synthetic traffic for both platforms
+    engagement load [--until-idle]                 the loader: Kafka -> bronze / quarantine
+    engagement run --as-of D | --from D --to D     the daily pipeline without a scheduler
+    engagement validate LAYER --as-of D            a quality gate on its own
+    engagement query "SQL"                         SQL over the published gold tables
+    engagement status                              broker, lag, loader, published runs
+    engagement report [--as-of D]                  the headline numbers
+    engagement demo                                everything above, end to end
+"""
+
 from __future__ import annotations
 
+import argparse
+import json
+import logging
 import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from engagement.settings import Settings, SettingsError, get_settings
+
+log = logging.getLogger("engagement")
+
+
+class UserError(RuntimeError):
+    """An error the user can fix; printed without a traceback."""
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-03-01") from None
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# kafka / topics
+# --------------------------------------------------------------------------------------------
+def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
+    from streaming import broker
+
+    if args.action == "install":
+        libs = broker.install(settings, quiet=args.quiet)
+        if not args.quiet:
+            _say(f"Kafka jars ready in {libs}")
+        return 0
+    if args.action == "start":
+        broker.install(settings, quiet=True)
+        status = broker.start(settings)
+        _say(status.message)
+        return 0
+    if args.action == "stop":
+        stopped = broker.stop(settings)
+        _say("Kafka stopped" if stopped else "Kafka was not running")
+        return 0
+    status = broker.status(settings)
+    _say(status.message)
+    return 0 if status.running else 3
+
+
+def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
+    from streaming.topics import create_topics
+
+    partitions = args.partitions or settings.topic_partitions
+    for topic, outcome in create_topics(settings.bootstrap_servers, partitions=partitions).items():
+        _say(f"{topic}: {outcome}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# generate / load
+# --------------------------------------------------------------------------------------------
+def _generator_config(args: argparse.Namespace, settings: Settings):
+    from streaming.generator import GeneratorConfig
+
+    overrides = {
+        "start_date": args.start_date,
+        "days": args.days,
+        "seed": args.seed,
+        "timezone": settings.timezone,
+        "duplicate_rate": args.duplicates,
+        "invalid_rate": args.invalid,
+        "late_rate": args.late,
+    }
+    if args.users:
+        overrides["kuaishou_users"] = args.users
+        overrides["wechat_users"] = args.users
+    try:
+        return GeneratorConfig(**overrides)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+
+class _Progress:
+    """A single updating line on a terminal; a line every few seconds otherwise."""
+
+    def __init__(self, label: str, every: float = 2.0) -> None:
+        self.label = label
+        self.every = every
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, count: int, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < self.every:
+            return
+        self.last = now
+        rate = count / max(now - self.started, 1e-6)
+        text = f"{self.label}: {count:,} ({rate:,.0f}/s)"
+        if self.tty:
+            print("\r" + text, end="\n" if final else "", file=sys.stderr, flush=True)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+
+def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
+    from streaming.generator import generate, write_jsonl
+
+    config = _generator_config(args, settings)
+    messages = generate(config)
+    if args.until:
+        messages = (m for m in messages if m.emit_date <= args.until)
+    if args.output:
+        count = write_jsonl(messages, Path(args.output))
+        _say(f"wrote {count:,} messages to {args.output}")
+        return 0
+    from streaming.producer import produce
+
+    progress = _Progress("produced")
+    count = produce(messages, settings.bootstrap_servers, progress=progress)
+    progress(count, final=True)
+    _say(f"produced {count:,} messages to {settings.bootstrap_servers}")
+    return 0
+
+
+def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
+    from streaming.loader import Loader
+
+    loader = Loader(settings, until_idle=args.until_idle, idle_seconds=args.idle_seconds)
+    loader.install_signal_handlers()
+    stats = loader.run()
+    _say(
+        f"loaded {stats.consumed:,} messages: {stats.bronze_rows:,} to bronze, "
+        f"{stats.quarantined:,} to quarantine ({stats.dead_lettered:,} dead-lettered)"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# run / validate
+# --------------------------------------------------------------------------------------------
+def _dates(args: argparse.Namespace) -> list[date]:
+    if args.as_of:
+        return [args.as_of]
+    if not (args.start and args.end):
+        raise UserError("give --as-of DATE, or --from DATE and --to DATE")
+    if args.end < args.start:
+        raise UserError(f"--to {args.end} is before --from {args.start}")
+    return [args.start + timedelta(days=i) for i in range((args.end - args.start).days + 1)]
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs.pipeline import run_daily, spark_for
+
+    dates = _dates(args)
+    spark = spark_for(settings)
+    for i, as_of in enumerate(dates, 1):
+        started = time.monotonic()
+        result = run_daily(
+            spark, settings, as_of, on_step=lambda step: print(f"[{i}/{len(dates)}] {as_of} {step}", file=sys.stderr, flush=True)
+        )
+        counts = ", ".join(f"{k}={v:,}" for k, v in result.gold_counts.items())
+        _say(f"{as_of}: published in {time.monotonic() - started:.0f} s ({counts})")
+    return 0
+
+
+def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
+    from jobs import pipeline
+
+    spark = pipeline.spark_for(settings)
+    step = {"bronze": pipeline.validate_bronze, "silver": pipeline.validate_silver, "gold": pipeline.validate_gold}[args.layer]
+    report = step(spark, settings, args.as_of)
+    _say(report.summary())
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
+# query / status / report
+# --------------------------------------------------------------------------------------------
+def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
+    from engagement.query import format_result, run_query
+
+    sql = args.sql if args.sql != "-" else sys.stdin.read()
+    _say(format_result(run_query(settings.warehouse, sql, as_of=args.as_of), args.format))
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    from engagement.status import pipeline_status, render_status
+
+    status = pipeline_status(settings)
+    _say(json.dumps(status, indent=2, default=str) if args.format == "json" else render_status(status))
+    return 0
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    from engagement.report import headline, render_headline
+
+    conversion, retention = headline(settings.warehouse, as_of=args.as_of)
+    text = render_headline(conversion, retention, args.format)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+        _say(f"wrote {args.output}")
+    else:
+        _say(text)
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from engagement.demo import run_demo
+
+    return run_demo(settings, days=args.days, seed=args.seed, users=args.users, use_airflow=not args.no_airflow)
+
+
+# --------------------------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------------------------
+def _add_generator_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--start-date", type=_date, default=date(2026, 10, 1), help="first simulated local date")
+    p.add_argument("--days", type=int, default=35, help="simulated days (default 35)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--users", type=int, default=0, help="users per platform (default: generator's)")
+    p.add_argument("--duplicates", type=float, default=0.0, help="share of redelivered messages")
+    p.add_argument("--invalid", type=float, default=0.0, help="share of invalid messages")
+    p.add_argument("--late", type=float, default=0.0, help="share of events that arrive 1-3 days late")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engagement",
+        description="Cross-platform engagement pipeline (Kafka -> Spark -> gold tables).",
+        epilog="Settings come from ENGAGEMENT_* environment variables; `engagement config` shows them.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("kafka", help="manage the local single-node Kafka broker")
+    p.add_argument("action", choices=["install", "start", "stop", "status"])
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_kafka)
+
+    p = sub.add_parser("topics", help="create the contract's topics (idempotent)")
+    p.add_argument("action", choices=["create"])
+    p.add_argument("--partitions", type=int, default=0, help="partitions per topic (default ENGAGEMENT_TOPIC_PARTITIONS)")
+    p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("generate", help="generate synthetic traffic to Kafka or a JSON-lines file")
+    _add_generator_options(p)
+    p.add_argument("--until", type=_date, help="only messages emitted on or before this local date")
+    target = p.add_mutually_exclusive_group()
+    target.add_argument("--to-kafka", action="store_true", help="produce to Kafka (the default)")
+    target.add_argument("--output", help="write JSON lines to this file instead")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("load", help="run the loader (Kafka -> bronze / quarantine)")
+    p.add_argument("--until-idle", action="store_true", help="exit once caught up")
+    p.add_argument("--idle-seconds", type=float, default=5.0)
+    p.set_defaults(func=cmd_load)
+
+    for name, func, help_text in (
+        ("run", cmd_run, "run the daily pipeline for a date or a range"),
+        ("validate", cmd_validate, "run one layer's quality gate"),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        if name == "validate":
+            p.add_argument("layer", choices=["bronze", "silver", "gold"])
+            p.add_argument("--as-of", type=_date, required=True)
+        else:
+            p.add_argument("--as-of", type=_date)
+            p.add_argument("--from", dest="start", type=_date)
+            p.add_argument("--to", dest="end", type=_date)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("query", help="SQL over the gold tables (- reads it from stdin)")
+    p.add_argument("sql")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--as-of", type=_date, help="as published on this date (default: latest)")
+    p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("status", help="broker, consumer lag, loader and published runs")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("report", help="headline conversion and retention numbers")
+    p.add_argument("--as-of", type=_date)
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--output", help="write to this file")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("demo", help="start Kafka, generate, load, run the DAG, print headline numbers")
+    p.add_argument("--days", type=int, default=35)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--users", type=int, default=0)
+    p.add_argument("--no-airflow", action="store_true", help="run the steps directly instead of the DAG")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("config", help="show the effective settings (secrets masked)")
+    p.set_defaults(func=lambda settings, args: (_say("\n".join(f"{k}={v}" for k, v in settings.describe().items())), 0)[1])
+    return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """Errors that carry a message for the user; anything else is a bug and shows a traceback."""
+    errors: list[type[BaseException]] = [UserError, SettingsError]
+    for module, name in (
+        ("streaming.broker", "BrokerError"),
+        ("streaming.loader", "LoaderError"),
+        ("streaming.producer", "ProducerError"),
+        ("engagement.query", "QueryError"),
+        ("jobs.pipeline", "PipelineError"),
+        ("expectations.runner", "QualityGateFailed"),
+    ):
+        try:
+            errors.append(getattr(__import__(module, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("engagement: not wired yet", file=sys.stderr)
-    return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("kafka", "py4j", "great_expectations", "airflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        settings = get_settings()
+        return args.func(settings, args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if isinstance(exc, _known_errors()):
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""SQL over the published gold tables, by name, on the embedded engine (DuckDB).
+
+Each gold table is a view. Tables without an ``as_of_date`` column show the latest published
+run (each run recomputes the whole history up to its date, so the latest is the complete,
+corrected picture); ``group_health`` and ``cross_platform_overlap`` carry ``as_of_date`` and
+show every published snapshot.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from engagement.warehouse import GOLD_TABLES, SNAPSHOT_TABLES, gold_path, published_dates
+
+
+class QueryError(RuntimeError):
+    pass
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+
+
+def _sql_string(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def connect(warehouse: Path, *, as_of: date | None = None):
+    """A DuckDB connection with one view per gold table (published dates only)."""
+    import duckdb
+
+    dates = published_dates(warehouse)
+    if as_of is not None:
+        dates = [d for d in dates if d <= as_of]
+    if not dates:
+        raise QueryError(
+            "no gold tables are published yet"
+            + (f" on or before {as_of}" if as_of else "")
+            + ": run `engagement run --as-of YYYY-MM-DD` (or `make demo`) first"
+        )
+    con = duckdb.connect(database=":memory:")
+    for table in GOLD_TABLES:
+        chosen = dates if table in SNAPSHOT_TABLES else dates[-1:]
+        files = ", ".join(_sql_string(gold_path(warehouse, table, d) / "*.parquet") for d in chosen)
+        # hive_partitioning off: as_of_date in the folder name is layout, not a column.
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{files}], hive_partitioning = false)")
+    return con
+
+
+def run_query(warehouse: Path, sql: str, *, as_of: date | None = None) -> QueryResult:
+    """Run one SQL statement over the gold views."""
+    import duckdb
+
+    con = connect(warehouse, as_of=as_of)
+    try:
+        cursor = con.execute(sql)
+    except duckdb.Error as exc:
+        raise QueryError(f"{exc}\n(tables: {', '.join(GOLD_TABLES)})") from exc
+    columns = [d[0] for d in cursor.description] if cursor.description else []
+    rows = cursor.fetchall() if cursor.description else []
+    con.close()
+    return QueryResult(columns, rows)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def format_result(result: QueryResult, fmt: str = "table") -> str:
+    """Render as an aligned text table, CSV or JSON (one object per row, in a list)."""
+    if fmt == "json":
+        return json.dumps([dict(zip(result.columns, row)) for row in result.rows], default=str, indent=2)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(result.columns)
+        writer.writerows(["" if v is None else v for v in row] for row in result.rows)
+        return buffer.getvalue().rstrip("\n")
+    if fmt != "table":
+        raise QueryError(f"unknown format {fmt!r}: use table, csv or json")
+    cells = [[_cell(v) for v in row] for row in result.rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(result.columns)]
+    numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in result.rows) for i in range(len(widths))]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+
+    out = [line(result.columns), line(["-" * w for w in widths])]
+    out += [line(r) for r in cells]
+    out.append(f"({len(result.rows)} row{'s' if len(result.rows) != 1 else ''})")
+    return "\n".join(out)
