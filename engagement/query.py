@@ -13,6 +13,7 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,8 @@ def run_query(warehouse: Path, sql: str, *, as_of: date | None = None) -> QueryR
     except duckdb.Error as exc:
         raise QueryError(f"{exc}\n(tables: {', '.join(GOLD_TABLES)})") from exc
     columns = [d[0] for d in cursor.description] if cursor.description else []
-    rows = cursor.fetchall() if cursor.description else []
+    # DuckDB returns DECIMAL for literals and SUM()/division results: analysts want numbers.
+    rows = [tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in cursor.fetchall()] if cursor.description else []
     con.close()
     return QueryResult(columns, rows)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +18,12 @@ def spark():
     session = build_spark(app_name="engagement-tests", shuffle_partitions=2, driver_memory="1g")
     yield session
     session.stop()
+
+
+# Airflow reads its configuration on first import: point it at a throw-away home before any
+# test imports it. engagement.airflow_local keeps an AIRFLOW_HOME that is already set.
+_airflow_home = tempfile.mkdtemp(prefix="engagement-airflow-")
+os.environ["AIRFLOW_HOME"] = _airflow_home
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent.parent / "dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_airflow_home}/airflow.db"
