@@ -7,6 +7,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from kafka_fixture import fresh_topics, kafka_broker  # noqa: F401
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 

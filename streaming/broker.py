@@ -1,0 +1,792 @@
+"""The local single-node Apache Kafka broker (KRaft: one JVM is both broker and controller).
+
+The broker is the real Apache Kafka server, fetched from Maven Central by
+``streaming/kafka/pom.xml`` and run as ``java -cp <libs>/* kafka.Kafka server.properties``,
+detached from the process that started it, so ``engagement kafka start`` returns and the broker
+keeps running until ``engagement kafka stop``. Everything it writes lives under ``settings.kafka_dir``::
+
+    $ENGAGEMENT_HOME/kafka/
+        server.properties   generated from the settings at every start
+        broker.pid          pid of the running broker
+        data/               log.dirs and the KRaft metadata log (formatted once)
+        logs/server.log     the broker's log (log4j 2, see streaming/kafka/log4j2.properties)
+        logs/kafka.out      the JVM's own stdout/stderr (crashes before logging starts)
+
+The jars are shared by all homes (``ENGAGEMENT_KAFKA_LIBS``, default
+``~/.cache/engagement/kafka-<version>/libs``) so test sessions with temporary homes do not fetch
+them again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from base64 import urlsafe_b64encode
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import psutil
+
+from engagement.settings import PREFIX, Settings
+
+RESOURCES = Path(__file__).resolve().parent / "kafka"
+POM = RESOURCES / "pom.xml"
+LOG4J_CONFIG = RESOURCES / "log4j2.properties"
+
+# The same main classes bin/kafka-server-start.sh and bin/kafka-storage.sh run.
+BROKER_MAIN = "kafka.Kafka"
+STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
+# Kafka 4 brokers need Java 17 (KIP-1013).
+MIN_JAVA = 17
+NODE_ID = 1
+# kafka.logs.dir, message.max.bytes etc. are Kafka's names; these are ours.
+LIBS_ENV = PREFIX + "KAFKA_LIBS"
+_MARKER = ".installed"
+_PROBE_TIMEOUT_S = 3.0
+
+# Brokers this Python process launched. Keeping the Popen objects lets us reap a broker that
+# exited (otherwise it lingers as a zombie that "exists" to every liveness check) and keeps
+# Python from warning that a subprocess was garbage-collected while still running.
+_LAUNCHED: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class BrokerError(RuntimeError):
+    """The local broker could not be installed, started or stopped; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What is true about the local broker right now."""
+
+    running: bool  # our broker process (this home's server.properties) is alive
+    pid: int | None
+    bootstrap_servers: str
+    healthy: bool  # it answers a metadata request with this data dir's cluster id
+    data_dir: Path
+    log_file: Path
+    version: str
+    message: str  # one line for humans
+    cluster_id: str | None = None
+
+
+@dataclass(frozen=True)
+class _Paths:
+    kafka_dir: Path
+    data_dir: Path
+    logs_dir: Path
+    log_file: Path
+    stdout_file: Path
+    server_properties: Path
+    pid_file: Path
+    lock_file: Path
+
+    @classmethod
+    def of(cls, settings: Settings) -> _Paths:
+        # Absolute, because the path is part of the broker's command line (that is how we
+        # recognise our own process) and the CLI may run from any working directory.
+        kafka_dir = settings.kafka_dir.expanduser().resolve()
+        logs_dir = kafka_dir / "logs"
+        return cls(
+            kafka_dir=kafka_dir,
+            data_dir=kafka_dir / "data",
+            logs_dir=logs_dir,
+            log_file=logs_dir / "server.log",
+            stdout_file=logs_dir / "kafka.out",
+            server_properties=kafka_dir / "server.properties",
+            pid_file=kafka_dir / "broker.pid",
+            lock_file=kafka_dir / ".broker.lock",
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# install
+# --------------------------------------------------------------------------------------------
+@cache
+def kafka_version() -> str:
+    """The pinned Apache Kafka version: ``kafka.version`` in ``streaming/kafka/pom.xml``."""
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    node = ET.parse(POM).getroot().find("m:properties/m:kafka.version", ns)
+    if node is None or not (node.text or "").strip():
+        raise BrokerError(f"{POM} has no <kafka.version> property")
+    return node.text.strip()
+
+
+def libs_dir() -> Path:
+    """Where the broker's jars live: ``$ENGAGEMENT_KAFKA_LIBS`` or a per-version user cache."""
+    default = f"~/.cache/engagement/kafka-{kafka_version()}/libs"
+    return Path(os.environ.get(LIBS_ENV, default)).expanduser()
+
+
+def install(settings: Settings, *, quiet: bool = False) -> Path:
+    """Make sure the broker's jars are in :func:`libs_dir` and return that directory.
+
+    Fetches them once with Maven (``dependency:copy-dependencies`` on streaming/kafka/pom.xml);
+    afterwards this only reads a marker file. A directory named by ``ENGAGEMENT_KAFKA_LIBS``
+    that already holds ``kafka_2.13-<version>.jar`` is used as it is (for machines that cannot
+    reach Maven Central: copy the jars there by other means). ``settings`` is accepted so
+    every broker function takes the same first argument; the jars do not depend on it.
+    """
+    del settings  # the jar cache is shared by all homes on purpose
+    libs = libs_dir()
+    if _libs_ready(libs):
+        return libs
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError(
+            "Maven (mvn) is needed once to fetch the Kafka jars from Maven Central, and it is "
+            "not on PATH. Install Maven 3.6 or newer (Debian/Ubuntu: apt-get install maven; "
+            f"macOS: brew install maven), or put the jars of Kafka {kafka_version()} in a "
+            f"directory and point {LIBS_ENV} at it."
+        )
+    _java_executable()  # Maven needs a JDK too; say so before Maven says it less clearly
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    # A lock, because two test sessions started together would otherwise both fetch and
+    # rename into the same directory.
+    with _locked(libs.parent / ".install.lock"):
+        if _libs_ready(libs):
+            return libs
+        if not quiet:
+            print(
+                f"Fetching Apache Kafka {kafka_version()} from Maven Central into {libs} "
+                "(once, about 45 MB) ...",
+                file=sys.stderr,
+                flush=True,
+            )
+        started = time.monotonic()
+        # Fetch into a fresh sibling directory and rename it into place at the end, so an
+        # interrupted download never leaves a half-filled libs directory that looks complete.
+        staging = Path(tempfile.mkdtemp(prefix="libs.partial-", dir=libs.parent))
+        try:
+            _fetch_jars(mvn, staging)
+            (staging / _MARKER).write_text(_pom_digest() + "\n")
+            if libs.exists():
+                shutil.rmtree(libs)  # jars of an older pom: different versions must not mix
+            staging.rename(libs)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not quiet:
+            jars = len(list(libs.glob("*.jar")))
+            print(
+                f"Fetched {jars} jars in {time.monotonic() - started:.0f}s.",
+                file=sys.stderr,
+                flush=True,
+            )
+    return libs
+
+
+def _libs_ready(libs: Path) -> bool:
+    marker = libs / _MARKER
+    if marker.is_file():
+        return marker.read_text().strip() == _pom_digest()
+    # A hand-filled directory (no marker): trust it only when the user named it explicitly.
+    return LIBS_ENV in os.environ and (libs / f"kafka_2.13-{kafka_version()}.jar").is_file()
+
+
+def _pom_digest() -> str:
+    # The marker records which pom the jars came from: editing the pom (a version bump, an
+    # added dependency) makes install() fetch again instead of running a stale set.
+    return hashlib.sha256(POM.read_bytes()).hexdigest()
+
+
+def _fetch_jars(mvn: str, target: Path) -> None:
+    command = [
+        mvn, "-B", "-q", "-f", str(POM),
+        "dependency:copy-dependencies", f"-DoutputDirectory={target}",
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=30 * 60, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BrokerError(
+            "Maven did not finish fetching the Kafka jars within 30 minutes; check that Maven "
+            "Central (https://repo.maven.apache.org) is reachable, or set a mirror/proxy in "
+            "~/.m2/settings.xml, then run `engagement kafka install` again."
+        ) from exc
+    jar = target / f"kafka_2.13-{kafka_version()}.jar"
+    if done.returncode != 0 or not jar.is_file():
+        output = "\n".join((done.stdout + done.stderr).strip().splitlines()[-25:])
+        raise BrokerError(
+            f"Maven could not fetch Kafka {kafka_version()} (exit {done.returncode}). Check that "
+            "Maven Central (https://repo.maven.apache.org) is reachable, or set a mirror/proxy "
+            "in ~/.m2/settings.xml, then run `engagement kafka install` again.\n"
+            f"Command: {' '.join(command)}\n{output}"
+        )
+
+
+def _java_executable() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    if java_home and (Path(java_home) / "bin" / "java").is_file():
+        return str(Path(java_home) / "bin" / "java")
+    java = shutil.which("java")
+    if java is None:
+        raise BrokerError(
+            f"Java is not on PATH; Kafka {kafka_version()} needs a JDK {MIN_JAVA} or newer. "
+            "Install one (Debian/Ubuntu: apt-get install openjdk-17-jdk-headless; macOS: brew "
+            "install openjdk@17) or set JAVA_HOME."
+        )
+    return java
+
+
+def _check_java_version(java: str) -> None:
+    done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', done.stderr + done.stdout)
+    if match is None:
+        return  # an unusual vendor string; let the JVM itself complain if it is too old
+    major = int(match.group(1))
+    if major == 1 and match.group(2):  # "1.8.0_392" style
+        major = int(match.group(2))
+    if major < MIN_JAVA:
+        raise BrokerError(
+            f"{java} is Java {major}; Kafka {kafka_version()} needs Java {MIN_JAVA} or newer. "
+            "Install a newer JDK and put it first on PATH or point JAVA_HOME at it."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# start / stop / status
+# --------------------------------------------------------------------------------------------
+def start(settings: Settings, *, timeout: float = 60) -> BrokerStatus:
+    """Start this home's broker if it is not running, and wait until it answers metadata requests.
+
+    Idempotent: a running, healthy broker is left alone and its status returned. The first
+    start formats the KRaft storage under ``kafka_dir/data``; later starts reuse it (topics and
+    offsets survive restarts). Raises :class:`BrokerError` when a port is taken, Java is
+    missing, or the broker does not answer within ``timeout`` seconds (the message quotes the
+    end of the broker's log).
+    """
+    paths = _Paths.of(settings)
+    paths.kafka_dir.mkdir(parents=True, exist_ok=True)
+    # One start or stop at a time per home: two `engagement kafka start` at once must not
+    # launch two JVMs on the same data directory.
+    with _locked(paths.lock_file):
+        pid = _find_broker(paths)
+        if pid is not None:
+            return _adopt_running(settings, paths, pid, timeout)
+        _remove_pid_file(paths)
+        host, port = _listener_address(settings.bootstrap_servers)
+        _check_ports(settings, host, port)
+        java = _java_executable()
+        _check_java_version(java)
+        libs = install(settings, quiet=True)
+        paths.data_dir.mkdir(parents=True, exist_ok=True)
+        paths.logs_dir.mkdir(parents=True, exist_ok=True)
+        paths.server_properties.write_text(_server_properties(settings, paths))
+        cluster_id = _format_storage(java, libs, paths)
+        # server.log is appended to across restarts; an error should quote this start only.
+        log_offset = paths.log_file.stat().st_size if paths.log_file.exists() else 0
+        process = _launch(java, libs, settings, paths)
+        paths.pid_file.write_text(f"{process.pid}\n")
+        return _wait_until_healthy(settings, paths, process, cluster_id, timeout, log_offset)
+
+
+def stop(settings: Settings, *, timeout: float = 30) -> bool:
+    """Stop this home's broker: SIGTERM (a clean shutdown), SIGKILL only after ``timeout`` s.
+
+    Returns True when a broker was running and is now gone, False when there was nothing to
+    stop. Idempotent; removes the pid file either way.
+    """
+    paths = _Paths.of(settings)
+    if not paths.kafka_dir.exists() and _find_broker(paths) is None:
+        return False  # nothing to stop, and no reason to create the directory for a lock file
+    with _locked(paths.lock_file):
+        pid = _find_broker(paths)
+        if pid is None:
+            _remove_pid_file(paths)
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(pid, timeout):
+            # A clean shutdown flushes and closes the logs; only a hung JVM gets here.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            if not _wait_gone(pid, 10):
+                raise BrokerError(
+                    f"Kafka (pid {pid}) did not exit after SIGTERM and SIGKILL; check it with "
+                    f"`ps -p {pid}` and stop it by hand."
+                )
+        _remove_pid_file(paths)
+        return True
+
+
+def status(settings: Settings) -> BrokerStatus:
+    """Report whether this home's broker runs and answers, without changing anything.
+
+    A pid file whose process is gone, or whose pid now belongs to some other program, counts
+    as not running. ``healthy`` means the broker at ``settings.bootstrap_servers`` answered a
+    metadata request with the cluster id of this home's data directory.
+    """
+    paths = _Paths.of(settings)
+    pid = _find_broker(paths)
+    cluster_id = _stored_cluster_id(paths)
+    answered = _probe_cluster_id(settings.bootstrap_servers)
+    version = kafka_version()
+    where = settings.bootstrap_servers
+    if pid is None:
+        if answered is not None:
+            message = (
+                f"Kafka is not running from {paths.kafka_dir}, but another Kafka broker (cluster "
+                f"{answered}) answers at {where}. Use it, stop it, or choose another port with "
+                f"{PREFIX}BOOTSTRAP_SERVERS."
+            )
+        else:
+            message = "Kafka is not running. Start it with `engagement kafka start`."
+        return _status(settings, paths, None, False, message, cluster_id)
+    if answered is not None and answered == cluster_id:
+        message = f"Kafka {version} is running (pid {pid}) and answering at {where}."
+        return _status(settings, paths, pid, True, message, cluster_id)
+    if _config_changed(settings, paths):
+        message = (
+            f"Kafka is running (pid {pid}) with settings other than the current ones (e.g. "
+            f"{PREFIX}BOOTSTRAP_SERVERS): run `engagement kafka stop` and start it again."
+        )
+    elif answered is not None:
+        message = (
+            f"Kafka is running (pid {pid}), but {where} is answered by another cluster "
+            f"({answered}); see {paths.log_file}."
+        )
+    else:
+        message = (
+            f"Kafka is running (pid {pid}) but does not answer at {where} yet: it is starting, "
+            f"or stuck (see {paths.log_file})."
+        )
+    return _status(settings, paths, pid, False, message, cluster_id)
+
+
+def _status(
+    settings: Settings,
+    paths: _Paths,
+    pid: int | None,
+    healthy: bool,
+    message: str,
+    cluster_id: str | None,
+) -> BrokerStatus:
+    return BrokerStatus(
+        running=pid is not None,
+        pid=pid,
+        bootstrap_servers=settings.bootstrap_servers,
+        healthy=healthy,
+        data_dir=paths.data_dir,
+        log_file=paths.log_file,
+        version=kafka_version(),
+        message=message,
+        cluster_id=cluster_id,
+    )
+
+
+def _adopt_running(settings: Settings, paths: _Paths, pid: int, timeout: float) -> BrokerStatus:
+    """start() found this home's broker already running: wait for it rather than launch another."""
+    if _config_changed(settings, paths):
+        raise BrokerError(
+            f"Kafka is already running (pid {pid}) with other settings than the current ones "
+            f"(see {paths.server_properties}). Run `engagement kafka stop`, then start it again."
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        current = status(settings)
+        if current.healthy or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)  # it may be a broker another `start` launched a moment ago
+    if not current.healthy:
+        raise BrokerError(
+            f"Kafka is running (pid {pid}) but did not answer at {settings.bootstrap_servers} "
+            f"within {timeout:.0f}s. Run `engagement kafka stop`, then start it again."
+            + _log_tail(paths)
+        )
+    return current
+
+
+# --------------------------------------------------------------------------------------------
+# Launching
+# --------------------------------------------------------------------------------------------
+def _server_properties(settings: Settings, paths: _Paths) -> str:
+    host, port = _listener_address(settings.bootstrap_servers)
+    controller = settings.kafka_controller_port
+    properties = {
+        # KRaft combined mode: this one process is the whole cluster. A static voter set
+        # (controller.quorum.voters) rather than a dynamic quorum, because the voters then
+        # come from this file and the controller port can change between restarts.
+        "process.roles": "broker,controller",
+        "node.id": NODE_ID,
+        "controller.quorum.voters": f"{NODE_ID}@{host}:{controller}",
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": paths.data_dir,
+        # A single replica is all there is: the internal topics must not ask for three.
+        "offsets.topic.replication.factor": 1,
+        "transaction.state.log.replication.factor": 1,
+        "transaction.state.log.min.isr": 1,
+        "share.coordinator.state.topic.replication.factor": 1,
+        "share.coordinator.state.topic.min.isr": 1,
+        "min.insync.replicas": 1,
+        "default.replication.factor": 1,
+        # Fewer internal partitions than the default 50: creating 50 partition logs on the
+        # first consumer-group join takes seconds on a small machine and buys nothing here.
+        "offsets.topic.num.partitions": 5,
+        "transaction.state.log.num.partitions": 5,
+        "share.coordinator.state.topic.num.partitions": 5,
+        "num.partitions": settings.topic_partitions,
+        # Topics are created explicitly (engagement topics create) with the contract's names;
+        # a typo in a producer must fail instead of creating a stray topic.
+        "auto.create.topics.enable": "false",
+        # The loader must receive messages over the contract's 64 KiB limit to dead-letter
+        # them, so the broker accepts record batches up to 1 MiB (plus batch overhead).
+        "message.max.bytes": 1024 * 1024 + 1024,
+        "replica.fetch.max.bytes": 1024 * 1024 + 1024,
+        # Consumers in tests and the demo join one at a time; waiting 3 s for more only slows
+        # every group start.
+        "group.initial.rebalance.delay.ms": 0,
+        # Modest segments: a laptop broker rolls and deletes in small steps.
+        "log.segment.bytes": 64 * 1024 * 1024,
+        "log.retention.hours": 168,
+        "log.retention.check.interval.ms": 60_000,
+        # The compaction buffer (for __consumer_offsets) defaults to 128 MiB of heap; that is a
+        # quarter of the default 512 MiB heap, and 16 MiB is plenty for one machine.
+        "log.cleaner.dedupe.buffer.size": 16 * 1024 * 1024,
+        "num.network.threads": 2,
+        "num.io.threads": 4,
+    }
+    lines = [
+        "# Generated by streaming/broker.py from the ENGAGEMENT_* settings at every start;",
+        "# edits here are overwritten. Change the settings instead.",
+    ]
+    lines += [f"{key}={value}" for key, value in properties.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _config_changed(settings: Settings, paths: _Paths) -> bool:
+    try:
+        return paths.server_properties.read_text() != _server_properties(settings, paths)
+    except FileNotFoundError:
+        return False
+
+
+def _format_storage(java: str, libs: Path, paths: _Paths) -> str:
+    """Format the KRaft storage once per data dir; return the cluster id it holds."""
+    existing = _stored_cluster_id(paths)
+    if existing is not None:
+        return existing
+    # A fresh random cluster id, kept by Kafka in data/meta.properties from now on. The same
+    # id as Kafka's own Uuid.randomUuid(): 16 random bytes, URL-safe base64 without padding.
+    cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    # No log4j configuration: log4j's default prints errors to stderr, which is captured below,
+    # and the tool's INFO lines stay out of the broker's server.log.
+    command = [
+        java, "-cp", str(libs / "*"), STORAGE_TOOL_MAIN, "format",
+        "--cluster-id", cluster_id, "--config", str(paths.server_properties), "--ignore-formatted",
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+    stored = _stored_cluster_id(paths)
+    if done.returncode != 0 or stored is None:
+        output = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
+        raise BrokerError(
+            f"Formatting the Kafka storage in {paths.data_dir} failed (exit {done.returncode}). "
+            f"If that directory holds data from another Kafka, move it away and start again.\n"
+            f"{output}"
+        )
+    return stored
+
+
+def _launch(java: str, libs: Path, settings: Settings, paths: _Paths) -> subprocess.Popen[bytes]:
+    heap = settings.kafka_heap.strip()
+    if not re.fullmatch(r"\d+[kKmMgG]?", heap):
+        raise BrokerError(
+            f"{PREFIX}KAFKA_HEAP={settings.kafka_heap!r} is not a JVM heap size like 512m or 1g."
+        )
+    command = [
+        java,
+        f"-Xms{heap}",
+        f"-Xmx{heap}",
+        # The GC settings of Kafka's own kafka-run-class.sh.
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+        "-XX:InitiatingHeapOccupancyPercent=35",
+        "-XX:+ExplicitGCInvokesConcurrent",
+        # A broker out of memory should die (and show as not running), not limp on.
+        "-XX:+ExitOnOutOfMemoryError",
+        "-Djava.awt.headless=true",
+        f"-Dkafka.logs.dir={paths.logs_dir}",
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        "-cp",
+        str(libs / "*"),
+        BROKER_MAIN,
+        str(paths.server_properties),
+    ]
+    # Truncated: only this run's JVM output (e.g. "Too small maximum heap") is of interest.
+    with open(paths.stdout_file, "wb") as out:
+        # A session of its own: Ctrl-C in the terminal that ran `engagement kafka start` must
+        # not reach the broker, and the broker outlives the command that started it.
+        process = subprocess.Popen(
+            command,
+            cwd=paths.kafka_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    _LAUNCHED[process.pid] = process
+    return process
+
+
+def _wait_until_healthy(
+    settings: Settings,
+    paths: _Paths,
+    process: subprocess.Popen[bytes],
+    cluster_id: str,
+    timeout: float,
+    log_offset: int,
+) -> BrokerStatus:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _remove_pid_file(paths)
+            raise BrokerError(
+                f"Kafka exited during start-up (exit code {process.returncode}). Its log "
+                f"({paths.log_file}) ends with:" + _log_tail(paths, log_offset)
+            )
+        if _probe_cluster_id(settings.bootstrap_servers) == cluster_id:
+            return status(settings)
+        time.sleep(0.25)
+    # Do not leave a half-started JVM behind: the next start would adopt it and wait again.
+    _terminate(process)
+    _remove_pid_file(paths)
+    raise BrokerError(
+        f"Kafka did not answer at {settings.bootstrap_servers} within {timeout:.0f}s and was "
+        "stopped. On a busy or slow machine, start it with a longer timeout; otherwise the log "
+        f"({paths.log_file}) says why:" + _log_tail(paths, log_offset)
+    )
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+# --------------------------------------------------------------------------------------------
+# Ports
+# --------------------------------------------------------------------------------------------
+def _check_ports(settings: Settings, host: str, port: int) -> None:
+    controller = settings.kafka_controller_port
+    if port == controller:
+        raise BrokerError(
+            f"{PREFIX}BOOTSTRAP_SERVERS and {PREFIX}KAFKA_CONTROLLER_PORT both use port {port}; "
+            "the broker needs two different ports. Change one of them."
+        )
+    checks = [
+        (port, f"the Kafka listener, from {PREFIX}BOOTSTRAP_SERVERS={settings.bootstrap_servers}",
+         f"export {PREFIX}BOOTSTRAP_SERVERS={host}:<free port>"),
+        (controller, f"the KRaft controller, from {PREFIX}KAFKA_CONTROLLER_PORT={controller}",
+         f"export {PREFIX}KAFKA_CONTROLLER_PORT=<free port>"),
+    ]  # fmt: skip
+    for number, role, fix in checks:
+        if not _port_free(host, number):
+            raise BrokerError(
+                f"Port {number} on {host} ({role}) is already in use{_port_owner(number)}. "
+                f"Stop whatever holds it, or choose a free port: {fix}"
+            )
+
+
+def _port_free(host: str, port: int) -> bool:
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise BrokerError(
+            f"Cannot resolve {host!r} from {PREFIX}BOOTSTRAP_SERVERS: {exc}. Use an address of "
+            "this machine, e.g. 127.0.0.1:9092."
+        ) from exc
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            # SO_REUSEADDR so that a port in TIME_WAIT (a broker stopped a moment ago) counts
+            # as free, as it does for the JVM; a listening socket still makes bind() fail.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return False
+                # e.g. no IPv6 on this machine for one of localhost's addresses: irrelevant
+    return True
+
+
+def _port_owner(port: int) -> str:
+    # Best effort: naming the process saves a trip to lsof, but listing sockets of other
+    # users' processes may be refused (macOS without root), and then we just say less.
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
+                if conn.pid is None:
+                    return ""
+                process = psutil.Process(conn.pid)
+                cmdline = process.cmdline()
+                if BROKER_MAIN in cmdline:
+                    return f" by another Kafka broker (pid {conn.pid}, config {cmdline[-1]})"
+                return f" by {process.name()} (pid {conn.pid})"
+    except (psutil.Error, OSError):
+        pass
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# Finding our process
+# --------------------------------------------------------------------------------------------
+def _find_broker(paths: _Paths) -> int | None:
+    """The pid of this home's broker, or None. Never trusts the pid file alone."""
+    pid = _read_pid_file(paths)
+    if pid is not None and _is_our_broker(pid, paths):
+        return pid
+    # The pid file may be missing or stale while the broker runs (deleted by hand, or a
+    # start interrupted between launch and writing it): look for the command line instead.
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = process.info.get("cmdline") or []
+        if BROKER_MAIN in cmdline and str(paths.server_properties) in cmdline:
+            if _is_our_broker(process.pid, paths):
+                return process.pid
+    return None
+
+
+def _is_our_broker(pid: int, paths: _Paths) -> bool:
+    launched = _LAUNCHED.get(pid)
+    if launched is not None and launched.poll() is not None:
+        del _LAUNCHED[pid]
+        return False
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        cmdline = process.cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+    # The pid may have been reused by an unrelated program since the pid file was written.
+    return BROKER_MAIN in cmdline and str(paths.server_properties) in cmdline
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    launched = _LAUNCHED.get(pid)
+    try:
+        if launched is not None:
+            launched.wait(timeout)  # also reaps it, so it does not linger as a zombie
+            del _LAUNCHED[pid]
+        else:
+            psutil.Process(pid).wait(timeout)
+    except (subprocess.TimeoutExpired, psutil.TimeoutExpired):
+        return False
+    except psutil.NoSuchProcess:
+        pass
+    return True
+
+
+def _read_pid_file(paths: _Paths) -> int | None:
+    try:
+        return int(paths.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _remove_pid_file(paths: _Paths) -> None:
+    paths.pid_file.unlink(missing_ok=True)
+
+
+def _stored_cluster_id(paths: _Paths) -> str | None:
+    try:
+        text = (paths.data_dir / "meta.properties").read_text()
+    except FileNotFoundError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "cluster.id":
+            return value.strip()
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Health
+# --------------------------------------------------------------------------------------------
+def _probe_cluster_id(bootstrap_servers: str) -> str | None:
+    """The cluster id the broker at ``bootstrap_servers`` reports, or None if none answers."""
+    host, port = _listener_address(bootstrap_servers)
+    # A plain connect first: it fails at once when nothing listens, whereas the admin client
+    # retries with back-off for its whole bootstrap timeout and logs a warning per attempt.
+    try:
+        socket.create_connection((host, port), timeout=1.0).close()
+    except OSError:
+        return None
+    from kafka.admin import KafkaAdminClient  # imported here: status() is used by light CLIs
+
+    admin = None
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap_servers,
+            client_id="engagement-broker-probe",
+            request_timeout_ms=int(_PROBE_TIMEOUT_S * 1000),
+            bootstrap_timeout_ms=int(_PROBE_TIMEOUT_S * 1000),
+            reconnect_backoff_max_ms=500,
+        )
+        return admin.describe_cluster()["cluster_id"]
+    except Exception:  # any failure to answer means "not healthy"; status() says what to do
+        return None
+    finally:
+        if admin is not None:
+            admin.close()
+
+
+def _listener_address(bootstrap_servers: str) -> tuple[str, int]:
+    # One node: the first bootstrap server is the address the broker listens on.
+    first = bootstrap_servers.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _log_tail(paths: _Paths, log_offset: int = 0, lines: int = 30) -> str:
+    """The last lines of the JVM's output and of server.log after ``log_offset``, for errors."""
+    parts = []
+    for path, offset in ((paths.stdout_file, 0), (paths.log_file, log_offset)):
+        try:
+            with open(path, "rb") as handle:
+                if offset <= os.fstat(handle.fileno()).st_size:  # else it rolled over: all
+                    handle.seek(offset)
+                text = handle.read().decode(errors="replace")
+        except FileNotFoundError:
+            continue
+        tail = deque(text.splitlines(), maxlen=lines)
+        if tail:
+            parts.append(f"\n--- last lines of {path} ---\n" + "\n".join(tail))
+    return "".join(parts) or f"\n(nothing logged in {paths.logs_dir})"
