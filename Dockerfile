@@ -1,0 +1,15 @@
+# One image for the loader, the Spark driver and the Airflow workers of a real deployment.
+FROM python:3.11-slim
+RUN apt-get update && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/engagement
+COPY pyproject.toml requirements.lock README.md ./
+RUN pip install --no-cache-dir uv==0.13.9 && uv pip install --system --no-cache -r requirements.lock psycopg2-binary==2.9.13
+COPY engagement engagement
+COPY streaming streaming
+COPY jobs jobs
+COPY expectations expectations
+COPY dags dags
+RUN uv pip install --system --no-deps .
+ENV ENGAGEMENT_HOME=/data PYTHONUNBUFFERED=1
+ENTRYPOINT ["engagement"]
