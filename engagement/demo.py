@@ -27,10 +27,12 @@ def _say(text: str) -> None:
 def _expected_for_report(rates: dict) -> dict:
     """The generator's truth keyed the way ``engagement.report.headline`` looks it up."""
     out = {}
-    for (platform, funnel), rate in rates.get("conversion", {}).items():
-        out[("conversion", platform, funnel)] = rate
-    for (platform, day), rate in rates.get("retention", {}).items():
-        out[("retention", platform, day)] = rate
+    for platform, funnels in rates.get("join_conversion", {}).items():
+        for funnel, rate in funnels.items():
+            out[("conversion", platform, funnel)] = rate
+    for platform, days in rates.get("retention", {}).items():
+        for day, rate in days.items():
+            out[("retention", platform, day)] = rate
     return out
 
 

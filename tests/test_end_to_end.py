@@ -114,7 +114,9 @@ def test_conversion_matches_the_generator(pipeline_run):
         "SELECT platform, funnel, SUM(conversions) / SUM(attempts), SUM(attempts) FROM join_conversion GROUP BY ALL",
     ).rows
     measured = {(platform, funnel): (rate, attempts) for platform, funnel, rate, attempts in rows}
-    for key, rate in expected["conversion"].items():
+    generated = {(p, f): rate for p, funnels in expected["join_conversion"].items() for f, rate in funnels.items()}
+    assert set(measured) == set(generated)
+    for key, rate in generated.items():
         got, attempts = measured[key]
         assert attempts >= 300, f"too few {key} attempts ({attempts}) to compare"
         assert got == pytest.approx(rate, abs=CONVERSION_TOLERANCE), f"{key}: measured {got:.3f}, generated {rate:.3f}"
@@ -127,9 +129,9 @@ def test_retention_matches_the_generator(pipeline_run):
         "SELECT platform, day_offset, SUM(retained_users) / SUM(cohort_users), SUM(cohort_users) FROM retention_cohorts GROUP BY ALL",
     ).rows
     measured = {(platform, day): (rate, users) for platform, day, rate, users in rows}
-    for (platform, day), rate in expected["retention"].items():
-        if day > 7:
-            continue  # day 14/30 cohorts are few in 35 days; checked loosely in the report only
+    # Day 14 and 30 have few cohorts in 35 days; the demo prints them beside the generator's.
+    generated = {(p, d): rate for p, days in expected["retention"].items() for d, rate in days.items() if d <= 7}
+    for (platform, day), rate in generated.items():
         got, users = measured[(platform, day)]
         assert users >= 200, f"too few {platform} day-{day} cohort users ({users})"
         assert got == pytest.approx(rate, abs=RETENTION_TOLERANCE), f"{platform} day {day}: {got:.3f} vs {rate:.3f}"
