@@ -325,7 +325,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     for module, name in (
         ("streaming.broker", "BrokerError"),
         ("streaming.loader", "LoaderError"),
-        ("streaming.producer", "ProducerError"),
+        ("streaming.producer", "ProduceError"),
+        ("streaming.generator", "GeneratorConfigError"),
         ("engagement.query", "QueryError"),
         ("jobs.pipeline", "PipelineError"),
         ("expectations.runner", "QualityGateFailed"),

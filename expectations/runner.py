@@ -1,0 +1,327 @@
+"""Validate a layer's in-memory Spark DataFrames against their suites: the gate between layers.
+
+``validate_layer("gold", {"join_conversion": df, ...})`` runs each table's suite from
+:data:`expectations.suites.SUITES` with an ephemeral Great Expectations context and returns a
+:class:`LayerReport`. When any *critical* expectation fails it raises :class:`QualityGateFailed`
+(unless told not to), so the Airflow task fails and the layer is not published; *warnings*
+are reported and nothing more.
+
+Importing this module is cheap; ``great_expectations`` is imported on the first validation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from expectations.suites import CRITICAL, LAYERS, SUITES, WARNING
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+logger = logging.getLogger(__name__)
+
+# How many offending values a message quotes.
+_EXAMPLES = 5
+_RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": _EXAMPLES}
+
+_context_lock = threading.Lock()
+_context: Any = None
+# Data source names are unique per process, so repeated validations never clash.
+_run_numbers = itertools.count(1)
+
+
+@dataclass
+class TableResult:
+    """The outcome of one table's suite."""
+
+    layer: str
+    table: str
+    success: bool  # every critical expectation passed
+    critical_failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    evaluated: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class LayerReport:
+    """The outcome of validating every given table of a layer."""
+
+    layer: str
+    results: list[TableResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(result.success for result in self.results)
+
+    @property
+    def failed_tables(self) -> list[str]:
+        return [result.table for result in self.results if not result.success]
+
+    def summary(self) -> str:
+        """A multi-line report for a task log: verdict, then one block per table."""
+        failures = sum(len(result.critical_failures) for result in self.results)
+        warnings = sum(len(result.warnings) for result in self.results)
+        if self.passed:
+            verdict = f"PASSED: {len(self.results)} table(s), {warnings} warning(s)"
+        else:
+            verdict = (
+                f"FAILED: {failures} critical failure(s) in {len(self.failed_tables)} of"
+                f" {len(self.results)} table(s) ({', '.join(self.failed_tables)}),"
+                f" {warnings} warning(s)"
+            )
+        lines = [f"Quality gate for layer {self.layer!r}: {verdict}"]
+        for result in self.results:
+            status = "ok" if result.success else "FAIL"
+            if result.success and result.warnings:
+                status = "warn"
+            lines.append(
+                f"  [{status:>4}] {result.table}: {result.evaluated} expectations,"
+                f" {len(result.critical_failures)} critical failure(s),"
+                f" {len(result.warnings)} warning(s) in {result.seconds:.1f}s"
+            )
+            lines += [f"         critical: {message}" for message in result.critical_failures]
+            lines += [f"         warning:  {message}" for message in result.warnings]
+        if not self.passed:
+            lines.append(f"The {self.layer} layer was not published.")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form (for XCom, the CLI's --json, or a status file)."""
+        return {
+            "layer": self.layer,
+            "passed": self.passed,
+            "results": [asdict(result) for result in self.results],
+        }
+
+
+class QualityGateFailed(RuntimeError):
+    """A critical expectation failed: the layer must not be published."""
+
+    def __init__(self, report: LayerReport) -> None:
+        self.report = report
+        lines = [
+            f"Quality gate failed for layer {report.layer!r}: critical expectations failed in"
+            f" {', '.join(report.failed_tables)}; the {report.layer} layer was not published."
+        ]
+        for result in report.results:
+            lines += [f"  {result.table}: {message}" for message in result.critical_failures]
+        super().__init__("\n".join(lines))
+
+
+def validate_layer(
+    layer: str,
+    tables: dict[str, DataFrame],
+    *,
+    raise_on_failure: bool = True,
+) -> LayerReport:
+    """Validate each in-memory Spark DataFrame of ``layer`` against its suite.
+
+    ``tables`` maps table names (``"events"``, ``"join_conversion"``, ...) to DataFrames; each
+    is validated once, in the order given. Raises :class:`QualityGateFailed` when a critical
+    expectation failed and ``raise_on_failure`` is true; ``ValueError`` for a layer or table
+    that has no suite.
+    """
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}; expected one of {', '.join(LAYERS)}")
+    unknown = sorted(set(tables) - set(LAYERS[layer]))
+    if unknown:
+        raise ValueError(
+            f"no suite for {layer} table(s) {', '.join(unknown)}; known: {', '.join(LAYERS[layer])}"
+        )
+
+    with _context_lock:
+        context = _get_context()
+        source_name = f"engagement_{layer}_{os.getpid()}_{next(_run_numbers)}"
+        source = context.data_sources.add_spark(name=source_name)
+        try:
+            results = [
+                _validate_table(source, layer, table, dataframe)
+                for table, dataframe in tables.items()
+            ]
+        finally:
+            # Keep the long-lived context from accumulating one data source per run.
+            context.data_sources.delete(source_name)
+
+    report = LayerReport(layer=layer, results=results)
+    # INFO, not ERROR: a failure reaches the operator as QualityGateFailed (whose message lists
+    # it); logging it louder would print it twice where no logging is configured (the CLI).
+    logger.info("%s", report.summary())
+    if raise_on_failure and not report.passed:
+        raise QualityGateFailed(report)
+    return report
+
+
+# Internals ------------------------------------------------------------------------------------
+
+
+def _get_context() -> Any:
+    """One ephemeral GX context per process, with progress bars off (they flood task logs)."""
+    global _context
+    if _context is None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        _context = context
+    return _context
+
+
+def _validate_table(source: Any, layer: str, table: str, dataframe: DataFrame) -> TableResult:
+    started = time.monotonic()
+    suite = SUITES[(layer, table)]()
+    asset = source.add_dataframe_asset(name=table)
+    batch_definition = asset.add_batch_definition_whole_dataframe(f"{table}_whole")
+    was_cached = dataframe.is_cached
+    try:
+        batch = batch_definition.get_batch(batch_parameters={"dataframe": dataframe})
+        # Pass 1 only decides pass/fail: collecting example values costs Spark jobs for every
+        # expectation (about half the run time on a clean table), so only pass 2, over just
+        # the failed expectations, asks for them.
+        outcome = batch.validate(suite, result_format="BOOLEAN_ONLY")
+        failed = [each for each in outcome.results if not each.success]
+        if failed:
+            failed = _explain(batch, suite.name, failed)
+    finally:
+        # GX persists the batch's DataFrame for its many metric passes; release it again.
+        if not was_cached:
+            dataframe.unpersist()
+
+    critical: list[str] = []
+    warnings: list[str] = []
+    # Table-level findings (a missing column) first: they explain the checks that could not run.
+    for each in sorted(failed, key=_reading_order):
+        message = _describe_failure(each, dataframe.columns)
+        (warnings if _severity_of(each.expectation_config) == WARNING else critical).append(message)
+    return TableResult(
+        layer=layer,
+        table=table,
+        success=not critical,
+        critical_failures=critical,
+        warnings=warnings,
+        evaluated=len(outcome.results),
+        seconds=round(time.monotonic() - started, 3),
+    )
+
+
+def _explain(batch: Any, suite_name: str, failed: list[Any]) -> list[Any]:
+    """Re-run the failed expectations with counts and example values for the messages."""
+    import great_expectations as gx
+
+    suite = gx.ExpectationSuite(
+        name=f"{suite_name}_failures",
+        expectations=[each.expectation_config.to_domain_obj() for each in failed],
+    )
+    return list(batch.validate(suite, result_format=_RESULT_FORMAT).results)
+
+
+def _severity_of(config: Any) -> str:
+    """``meta["severity"]`` (the project's contract), else GX's own field; unknown = critical."""
+    severity = (config.meta or {}).get("severity")
+    if severity is None:
+        severity = getattr(config, "severity", None)
+        severity = getattr(severity, "value", severity)
+    return WARNING if severity == WARNING else CRITICAL
+
+
+_SUBJECT_KEYS = ("column", "column_A", "column_B", "column_list")
+_HIDDEN_KEYS = {"batch_id", "column_set", "unexpected_rows_query", "ignore_row_if", "result_format"}
+
+
+def _reading_order(result: Any) -> tuple[int, str]:
+    kind = result.expectation_config.type
+    evaluated = bool(result.result)
+    return (0 if kind.startswith("expect_table_") else 1 if evaluated else 2, kind)
+
+
+def _subject_columns(kwargs: dict[str, Any]) -> list[str]:
+    columns: list[str] = []
+    for key in _SUBJECT_KEYS:
+        value = kwargs.get(key)
+        if isinstance(value, str):
+            columns.append(value)
+        elif isinstance(value, (list, tuple)):
+            columns.extend(str(item) for item in value)
+    return columns
+
+
+def _describe_failure(result: Any, table_columns: list[str]) -> str:
+    """``<expectation>(<columns>, <parameters>) [<why>]: <what was observed>``."""
+    config = result.expectation_config
+    kwargs = dict(config.kwargs)
+    subject = _subject_columns(kwargs)
+    parameters = [
+        f"{key}={_condition_text(value) if key == 'row_condition' else _short(value)}"
+        for key, value in kwargs.items()
+        if key not in _HIDDEN_KEYS and key not in _SUBJECT_KEYS and value is not None
+    ]
+    head = f"{config.type}({', '.join(subject + parameters)})"
+    description = getattr(config, "description", None)
+    if description:
+        head += f" [{description}]"
+    missing = [column for column in subject if column not in table_columns]
+    return f"{head}: {_observation(result, missing)}"
+
+
+def _condition_text(value: Any) -> str:
+    """``(platform == wechat AND attempts >= 100)`` rather than the serialised condition."""
+    try:
+        from great_expectations.expectations.row_conditions import deserialize_row_condition
+
+        return repr(deserialize_row_condition(value))
+    except Exception:  # noqa: BLE001 - a message must never fail the gate on its own
+        return _short(value)
+
+
+def _observation(result: Any, missing_columns: list[str]) -> str:
+    details = result.result or {}
+    if not details:
+        # The metric could not be computed: a schema or configuration problem, not bad data.
+        # GX's own reason for a missing column is sometimes "list index out of range", so
+        # name the missing column when that is the cause.
+        if missing_columns:
+            return f"could not be evaluated: column(s) {', '.join(missing_columns)} missing"
+        reasons = [
+            info.get("exception_message")
+            for info in (result.exception_info or {}).values()
+            if isinstance(info, dict) and info.get("exception_message")
+        ]
+        if not reasons and (result.exception_info or {}).get("exception_message"):
+            reasons = [result.exception_info["exception_message"]]
+        return "could not be evaluated: " + ("; ".join(sorted(set(reasons))) or "no result")
+    mismatched = (details.get("details") or {}).get("mismatched")
+    if mismatched:
+        parts = [f"{kind} columns {', '.join(columns)}" for kind, columns in sorted(mismatched.items())]
+        return "; ".join(parts)
+    if "unexpected_count" in details:
+        count = details["unexpected_count"]
+        total = details.get("element_count")
+        percent = details.get("unexpected_percent")
+        text = f"{count} unexpected of {total} rows" if total is not None else f"{count} unexpected rows"
+        if percent is not None:
+            text += f" ({percent:.1f}%)"
+        examples = details.get("partial_unexpected_list") or []
+        if examples:
+            text += f", e.g. {_short(examples[:_EXAMPLES])}"
+        return text
+    if "observed_value" in details:
+        observed = details["observed_value"]
+        # UnexpectedRowsExpectation reports the number of offending rows as observed_value.
+        if result.expectation_config.type == "unexpected_rows_expectation":
+            return f"{observed} offending rows"
+        return f"observed {_short(observed)}"
+    return _short(details)
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = str(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        text = "[" + ", ".join(value) + "]"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
