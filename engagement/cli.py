@@ -54,7 +54,7 @@ def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
             _say(f"Kafka jars ready in {libs}")
         return 0
     if args.action == "start":
-        broker.install(settings, quiet=True)
+        broker.install(settings)  # says so when it has to fetch the jars (~45 MB, once)
         status = broker.start(settings)
         _say(status.message)
         return 0
@@ -346,8 +346,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("kafka", "py4j", "great_expectations", "airflow"):
+    for noisy in ("py4j", "great_expectations", "airflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # kafka-python warns about slow event-loop tasks on a busy machine; that is not news to a user.
+    logging.getLogger("kafka").setLevel(logging.ERROR)
     try:
         settings = get_settings()
         return args.func(settings, args)

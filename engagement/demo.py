@@ -46,7 +46,7 @@ def run_demo(settings: Settings, *, days: int = 35, seed: int = 7, users: int = 
 
     started = time.monotonic()
     _say(f"== 1/5 Kafka (KRaft, single node) under {settings.kafka_dir}")
-    broker.install(settings, quiet=True)
+    broker.install(settings)
     _say("   " + broker.start(settings).message)
     for topic, outcome in create_topics(settings.bootstrap_servers, partitions=settings.topic_partitions).items():
         _say(f"   {topic}: {outcome}")
