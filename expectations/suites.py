@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engagement.contract import CHANNELS, EVENT_FIELDS, EVENT_TYPES, IDENTITY_FIELDS, PLATFORMS
+from engagement.contract import CHANNELS, EVENT_FIELDS, EVENT_TYPES, IDENTITY_FIELDS, PLATFORMS, RFC3339_PATTERN
 from engagement.settings import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC
 
 if TYPE_CHECKING:
@@ -36,8 +36,6 @@ PROPAGATION_WINDOW_S = 24 * 60 * 60
 # Exact rates are recomputed from their counts; allow only floating-point noise.
 RATE_TOLERANCE = 1e-9
 
-# Same pattern as engagement.contract (RFC 3339 with an explicit offset), in Java regex syntax.
-RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
 
 _KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingest_time")
 _KAFKA_REQUIRED = ("kafka_topic", "kafka_partition", "kafka_offset", "ingest_time")
