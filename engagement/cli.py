@@ -348,8 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     for noisy in ("py4j", "great_expectations", "airflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # kafka-python warns about slow event-loop tasks on a busy machine; that is not news to a user.
-    logging.getLogger("kafka").setLevel(logging.ERROR)
+    # kafka-python logs every reconnect attempt and slow event-loop task; our own messages say
+    # what matters (broker unreachable, lag, retries). --verbose shows the client's too.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
     try:
         settings = get_settings()
         return args.func(settings, args)
