@@ -6,68 +6,31 @@ out by hand: 16:00 UTC and later is already the next day in Shanghai.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 import pytest
 from pyspark.sql.types import DateType, DoubleType, LongType
 
 from jobs.gold_cross_platform import build_cross_platform_overlap, build_cross_platform_propagation
-from jobs.schemas import IDENTITY_MAP, SILVER_EVENTS
-
-
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
-
-
-def event(
-    event_id: str,
-    event_type: str,
-    platform: str,
-    user_id: str,
-    person_id: str,
-    event_time: datetime,
-    event_date: date,
-    *,
-    content_id: str | None = None,
-    group_id: str | None = None,
-    channel: str | None = None,
-    target_platform: str | None = None,
-) -> tuple:
-    return (
-        event_id,
-        event_type,
-        platform,
-        user_id,
-        event_time,
-        event_date,
-        content_id,
-        group_id,
-        channel,
-        None,  # inviter_user_id
-        target_platform,
-        person_id,
-    )
+from jobs.schemas import IDENTITY_MAP
+from silver_rows import rows, silver_event, silver_events, utc
 
 
 def like(event_id: str, person_id: str, event_time: datetime, event_date: date, content_id):
     """A Kuaishou like by the person's Kuaishou account (k<n> for person P<n>)."""
     user_id = "k" + person_id[1:]
-    return event(event_id, "like", "kuaishou", user_id, person_id, event_time, event_date,
-                 content_id=content_id)
+    return silver_event(
+        event_id, "like", "kuaishou", user_id, event_time, event_date,
+        person_id=person_id, content_id=content_id,
+    )
 
 
 def wechat_share(event_id: str, person_id: str, event_time: datetime, event_date: date, content_id):
     """A share on WeChat by the person's OpenID (o<n> for person P<n>)."""
     user_id = "o" + person_id[1:]
-    return event(event_id, "share", "wechat", user_id, person_id, event_time, event_date,
-                 content_id=content_id, target_platform="wechat")
-
-
-def rows(df) -> list[tuple]:
-    """All rows as tuples, sorted with NULLs first in each column."""
-    return sorted(
-        (tuple(row) for row in df.collect()),
-        key=lambda values: tuple((value is not None, value) for value in values),
+    return silver_event(
+        event_id, "share", "wechat", user_id, event_time, event_date,
+        person_id=person_id, content_id=content_id, target_platform="wechat",
     )
 
 
@@ -115,8 +78,10 @@ PROPAGATION_EVENTS = [
     like("l5", "P1", utc(2026, 3, 1, 6), D1, None),
     # Shared only on Kuaishou (even though to WeChat): not a WeChat share.
     like("l6", "P1", utc(2026, 3, 1, 7), D1, "v6"),
-    event("s6", "share", "kuaishou", "k1", "P1", utc(2026, 3, 1, 7, 0, 5), D1,
-          content_id="v6", target_platform="wechat"),
+    silver_event(
+        "s6", "share", "kuaishou", "k1", utc(2026, 3, 1, 7, 0, 5), D1,
+        person_id="P1", content_id="v6", target_platform="wechat",
+    ),
     # Unlinked P2: not counted at all.
     like("l7", "P2", utc(2026, 3, 1, 8), D1, "v7"),
     # 03-02: window boundaries.
@@ -157,7 +122,7 @@ ROW_03_04 = (D4, 1, 1, 1.0, 5.0, 5.0, 5.0)
 
 def propagation(spark, as_of_date: date):
     return build_cross_platform_propagation(
-        spark.createDataFrame(PROPAGATION_EVENTS, SILVER_EVENTS),
+        silver_events(spark, PROPAGATION_EVENTS),
         spark.createDataFrame(IDENTITY, IDENTITY_MAP),
         as_of_date=as_of_date,
     )
@@ -186,40 +151,45 @@ def test_propagation_day_waits_until_its_24_hours_are_over(spark):
 
 OVERLAP_EVENTS = [
     # P1: Kuaishou k1 and WeChat o1 are linked -> one person who joined on both.
-    event(
-        "j1", "join", "kuaishou", "k1", "P1", utc(2026, 3, 1, 2), D1,
-        group_id="g1", channel="content",
+    silver_event(
+        "j1", "join", "kuaishou", "k1", utc(2026, 3, 1, 2), D1,
+        person_id="P1", group_id="g1", channel="content",
     ),
-    event(
-        "j2", "join", "wechat", "o1", "P1", utc(2026, 3, 2, 2), D2,
-        group_id="g9", channel="invite",
+    silver_event(
+        "j2", "join", "wechat", "o1", utc(2026, 3, 2, 2), D2,
+        person_id="P1", group_id="g9", channel="invite",
     ),
     # P2: Kuaishou only; a WeChat join after as_of does not count yet.
-    event(
-        "j3", "join", "kuaishou", "k2", "P2", utc(2026, 3, 1, 2), D1,
-        group_id="g1", channel="search",
+    silver_event(
+        "j3", "join", "kuaishou", "k2", utc(2026, 3, 1, 2), D1,
+        person_id="P2", group_id="g1", channel="search",
     ),
-    event("j4", "join", "wechat", "o2", "P2", utc(2026, 3, 5, 16), date(2026, 3, 6), group_id="g9",
-          channel="invite"),
+    silver_event(
+        "j4", "join", "wechat", "o2", utc(2026, 3, 5, 16), date(2026, 3, 6),
+        person_id="P2", group_id="g9", channel="invite",
+    ),
     # P3: WeChat member; a Kuaishou like is not a membership.
-    event(
-        "j5", "join", "wechat", "o3", "P3", utc(2026, 3, 3, 2), D3,
-        group_id="g9", channel="qr_code",
+    silver_event(
+        "j5", "join", "wechat", "o3", utc(2026, 3, 3, 2), D3,
+        person_id="P3", group_id="g9", channel="qr_code",
     ),
-    event(
-        "j6", "like", "kuaishou", "k3", "P3", utc(2026, 3, 3, 2), D3,
-        content_id="v1", group_id="g1",
+    silver_event(
+        "j6", "like", "kuaishou", "k3", utc(2026, 3, 3, 2), D3,
+        person_id="P3", content_id="v1", group_id="g1",
     ),
     # P4: likes only -> not a member anywhere.
-    event("j7", "like", "wechat", "o4", "P4", utc(2026, 3, 3, 2), D3, content_id="v1"),
-    # P5: two Kuaishou groups, still one person.
-    event(
-        "j8", "join", "kuaishou", "k5", "P5", utc(2026, 3, 1, 2), D1,
-        group_id="g1", channel="content",
+    silver_event(
+        "j7", "like", "wechat", "o4", utc(2026, 3, 3, 2), D3,
+        person_id="P4", content_id="v1",
     ),
-    event(
-        "j9", "join", "kuaishou", "k5", "P5", utc(2026, 3, 2, 2), D2,
-        group_id="g2", channel="content",
+    # P5: two Kuaishou groups, still one person.
+    silver_event(
+        "j8", "join", "kuaishou", "k5", utc(2026, 3, 1, 2), D1,
+        person_id="P5", group_id="g1", channel="content",
+    ),
+    silver_event(
+        "j9", "join", "kuaishou", "k5", utc(2026, 3, 2, 2), D2,
+        person_id="P5", group_id="g2", channel="content",
     ),
 ]
 
@@ -227,7 +197,7 @@ OVERLAP_EVENTS = [
 def test_cross_platform_overlap(spark):
     as_of = date(2026, 3, 5)
     result = build_cross_platform_overlap(
-        spark.createDataFrame(OVERLAP_EVENTS, SILVER_EVENTS), as_of_date=as_of
+        silver_events(spark, OVERLAP_EVENTS), as_of_date=as_of
     )
 
     assert [(f.name, f.dataType) for f in result.schema] == [
@@ -244,6 +214,6 @@ def test_cross_platform_overlap(spark):
 def test_cross_platform_overlap_without_members_is_one_row_with_null_rate(spark):
     as_of = date(2026, 2, 28)  # before every join
     result = build_cross_platform_overlap(
-        spark.createDataFrame(OVERLAP_EVENTS, SILVER_EVENTS), as_of_date=as_of
+        silver_events(spark, OVERLAP_EVENTS), as_of_date=as_of
     )
     assert rows(result) == [(as_of, 0, 0, 0, None)]

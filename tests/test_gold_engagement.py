@@ -6,8 +6,7 @@ Asia/Shanghai (UTC+8): an event at 16:30Z belongs to the *next* local calendar d
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from zoneinfo import ZoneInfo
+from datetime import date, datetime
 
 import pytest
 
@@ -18,11 +17,7 @@ from jobs.gold_engagement import (
     build_member_lifetime,
     build_retention_cohorts,
 )
-from jobs.schemas import SILVER_EVENTS
-
-REPORTING_ZONE = ZoneInfo("Asia/Shanghai")
-WX = "wechat"
-KS = "kuaishou"
+from silver_rows import KS, WX, silver_event, silver_events, utc
 
 DAILY_ENGAGEMENT_COLUMNS = [
     ("platform", "string"),
@@ -56,11 +51,6 @@ MEMBER_LIFETIME_COLUMNS = [
 ]
 
 
-def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0):
-    """A UTC instant (timezone-aware, so PySpark does not reinterpret it in the local zone)."""
-    return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
-
-
 def ev(
     event_id: str,
     event_type: str,
@@ -74,33 +64,25 @@ def ev(
     content_id: str | None = None,
     channel: str | None = None,
 ) -> tuple:
-    """One silver event in SILVER_EVENTS order, with contract-valid defaults for the rest."""
-    # The fixture states event_date explicitly; make sure it is the one silver would derive.
-    assert event_time.astimezone(REPORTING_ZONE).date() == event_date, (event_id, event_date)
+    """A silver event with contract-valid defaults: likes and shares carry content, joins a
+    channel, shares target their own platform."""
     if event_type in ("like", "share") and content_id is None:
         content_id = "video-1"
     if event_type == "join" and channel is None:
         channel = "invite" if inviter_user_id else "content"
-    target_platform = platform if event_type == "share" else None
-    person_id = f"person-{platform}-{user_id}"
-    return (
+    return silver_event(
         event_id,
         event_type,
         platform,
         user_id,
         event_time,
         event_date,
-        content_id,
-        group_id,
-        channel,
-        inviter_user_id,
-        target_platform,
-        person_id,
+        content_id=content_id,
+        group_id=group_id,
+        channel=channel,
+        inviter_user_id=inviter_user_id,
+        target_platform=platform if event_type == "share" else None,
     )
-
-
-def silver_events(spark, rows: list[tuple]):
-    return spark.createDataFrame(rows, schema=SILVER_EVENTS)
 
 
 def _sort_key(row: tuple) -> tuple:

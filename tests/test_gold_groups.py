@@ -6,7 +6,7 @@ out by hand: 16:00 UTC and later is already the next day in Shanghai.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date
 
 from pyspark.sql.types import (
     BooleanType,
@@ -19,118 +19,75 @@ from pyspark.sql.types import (
 )
 
 from jobs.gold_groups import build_group_health, build_group_survival
-from jobs.schemas import SILVER_EVENTS
+from silver_rows import KS, WX, rows, silver_event, silver_events, utc
 
 AS_OF = date(2026, 3, 31)  # 7-day window 03-25..03-31, 14-day window 03-18..03-31
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=timezone.utc)
-
-
-def event(
-    event_id: str,
-    event_type: str,
-    user_id: str,
-    event_time: datetime,
-    event_date: date,
-    *,
-    platform: str = "kuaishou",
-    group_id: str | None = None,
-    channel: str | None = None,
-    content_id: str | None = None,
-    target_platform: str | None = None,
-) -> tuple:
-    """A silver event row; person_id is not used by these tables, so it mirrors the account."""
-    return (
-        event_id,
-        event_type,
-        platform,
-        user_id,
-        event_time,
-        event_date,
-        content_id,
-        group_id,
-        channel,
-        None,  # inviter_user_id
-        target_platform,
-        f"person-{platform}-{user_id}",
-    )
-
-
-def rows(df) -> list[tuple]:
-    """All rows as tuples, sorted with NULLs first in each column."""
-    return sorted(
-        (tuple(row) for row in df.collect()),
-        key=lambda values: tuple((value is not None, value) for value in values),
-    )
-
-
 EVENTS = [
     # gA (kuaishou): the earliest join by time wins although its event_id is larger.
-    event(
-        "a2", "join", "uA1", utc(2026, 3, 1, 3), date(2026, 3, 1),
+    silver_event(
+        "a2", "join", KS, "uA1", utc(2026, 3, 1, 3), date(2026, 3, 1),
         group_id="gA", channel="content",
     ),
-    event(
-        "a9", "join", "uA2", utc(2026, 3, 1, 1), date(2026, 3, 1),
+    silver_event(
+        "a9", "join", KS, "uA2", utc(2026, 3, 1, 1), date(2026, 3, 1),
         group_id="gA", channel="qr_code",
     ),
     # uA1 is active on as_of-6 through a like outside any group.
-    event("a3", "like", "uA1", utc(2026, 3, 25, 2), date(2026, 3, 25), content_id="c1"),
+    silver_event("a3", "like", KS, "uA1", utc(2026, 3, 25, 2), date(2026, 3, 25), content_id="c1"),
     # uA2's last event is on as_of-7 (silent, not inactive); the share names another group gZ.
-    event(
-        "a4", "share", "uA2", utc(2026, 3, 24, 2), date(2026, 3, 24),
+    silver_event(
+        "a4", "share", KS, "uA2", utc(2026, 3, 24, 2), date(2026, 3, 24),
         group_id="gZ", content_id="c1", target_platform="wechat",
     ),
     # After as_of: would make uA2 active if it were not dropped.
-    event("a5", "like", "uA2", utc(2026, 4, 1, 2), date(2026, 4, 1), content_id="c1"),
+    silver_event("a5", "like", KS, "uA2", utc(2026, 4, 1, 2), date(2026, 4, 1), content_id="c1"),
     # gB (kuaishou): two joins at the same instant; the smaller event_id b0 gives the channel
     # (not the alphabetically smaller channel).
-    event(
-        "b1", "join", "uB1", utc(2026, 3, 1, 2), date(2026, 3, 1),
+    silver_event(
+        "b1", "join", KS, "uB1", utc(2026, 3, 1, 2), date(2026, 3, 1),
         group_id="gB", channel="invite",
     ),
-    event(
-        "b0", "join", "uB2", utc(2026, 3, 1, 2), date(2026, 3, 1),
+    silver_event(
+        "b0", "join", KS, "uB2", utc(2026, 3, 1, 2), date(2026, 3, 1),
         group_id="gB", channel="search",
     ),
     # A like carrying gB by a non-member exactly on first_event_date + 30: alive.
-    event(
-        "b2", "like", "uB3", utc(2026, 3, 31, 1), date(2026, 3, 31),
+    silver_event(
+        "b2", "like", KS, "uB3", utc(2026, 3, 31, 1), date(2026, 3, 31),
         group_id="gB", content_id="c2",
     ),
     # uB1's last kuaishou event: 16:30 UTC on 03-17 is 00:30 on 03-18 (as_of-13) in Shanghai.
-    event("b3", "like", "uB1", utc(2026, 3, 17, 16, 30), date(2026, 3, 18), content_id="c2"),
-    # uB2's last event is on as_of-14: inactive.
-    event("b4", "like", "uB2", utc(2026, 3, 17, 2), date(2026, 3, 17), content_id="c2"),
-    # The same user id on WeChat is another account: no activity for kuaishou's uB1.
-    event(
-        "b5", "like", "uB1", utc(2026, 3, 30, 2), date(2026, 3, 30),
-        platform="wechat", content_id="c9",
+    silver_event(
+        "b3", "like", KS, "uB1", utc(2026, 3, 17, 16, 30), date(2026, 3, 18), content_id="c2",
     ),
+    # uB2's last event is on as_of-14: inactive.
+    silver_event("b4", "like", KS, "uB2", utc(2026, 3, 17, 2), date(2026, 3, 17), content_id="c2"),
+    # The same user id on WeChat is another account: no activity for kuaishou's uB1.
+    silver_event("b5", "like", WX, "uB1", utc(2026, 3, 30, 2), date(2026, 3, 30), content_id="c9"),
     # gC (wechat): younger than 30 days at as_of.
-    event(
-        "c1", "join", "uC1", utc(2026, 3, 10, 2), date(2026, 3, 10),
-        platform="wechat", group_id="gC", channel="qr_code",
+    silver_event(
+        "c1", "join", WX, "uC1", utc(2026, 3, 10, 2), date(2026, 3, 10),
+        group_id="gC", channel="qr_code",
     ),
     # 15:59:59 UTC is still 03-31 in Shanghai; 16:00 UTC is 04-01, after as_of.
-    event(
-        "c2", "share", "uC1", utc(2026, 3, 31, 15, 59, 59), date(2026, 3, 31),
-        platform="wechat", group_id="gC", content_id="c3", target_platform="wechat",
+    silver_event(
+        "c2", "share", WX, "uC1", utc(2026, 3, 31, 15, 59, 59), date(2026, 3, 31),
+        group_id="gC", content_id="c3", target_platform="wechat",
     ),
-    event(
-        "c3", "share", "uC1", utc(2026, 3, 31, 16), date(2026, 4, 1),
-        platform="wechat", group_id="gC", content_id="c3", target_platform="wechat",
+    silver_event(
+        "c3", "share", WX, "uC1", utc(2026, 3, 31, 16), date(2026, 4, 1),
+        group_id="gC", content_id="c3", target_platform="wechat",
     ),
     # Group id gA on WeChat is a different group from kuaishou's gA.
-    event(
-        "w1", "join", "uW1", utc(2026, 3, 31, 2), date(2026, 3, 31),
-        platform="wechat", group_id="gA", channel="official_account",
+    silver_event(
+        "w1", "join", WX, "uW1", utc(2026, 3, 31, 2), date(2026, 3, 31),
+        group_id="gA", channel="official_account",
     ),
     # A group whose only event is after as_of has no row.
-    event(
-        "z1", "join", "uZ1", utc(2026, 4, 2, 2), date(2026, 4, 2),
+    silver_event(
+        "z1", "join", KS, "uZ1", utc(2026, 4, 2, 2), date(2026, 4, 2),
         group_id="gLate", channel="invite",
     ),
 ]
@@ -151,7 +108,7 @@ GROUP_HEALTH_COLUMNS = [
 
 
 def test_group_health(spark):
-    result = build_group_health(spark.createDataFrame(EVENTS, SILVER_EVENTS), as_of_date=AS_OF)
+    result = build_group_health(silver_events(spark, EVENTS), as_of_date=AS_OF)
 
     assert [(f.name, f.dataType) for f in result.schema] == GROUP_HEALTH_COLUMNS
     d = date
@@ -172,14 +129,23 @@ def test_group_health(spark):
 
 
 ALIVE_EVENTS = [
-    event("g1", "join", "u1", utc(2026, 3, 1, 2), date(2026, 3, 1), group_id="g", channel="search"),
-    event("g2", "like", "u2", utc(2026, 3, 30, 2), date(2026, 3, 30), group_id="g", content_id="c"),
-    event("g3", "like", "u2", utc(2026, 3, 31, 2), date(2026, 3, 31), group_id="g", content_id="c"),
+    silver_event(
+        "g1", "join", KS, "u1", utc(2026, 3, 1, 2), date(2026, 3, 1),
+        group_id="g", channel="search",
+    ),
+    silver_event(
+        "g2", "like", KS, "u2", utc(2026, 3, 30, 2), date(2026, 3, 30),
+        group_id="g", content_id="c",
+    ),
+    silver_event(
+        "g3", "like", KS, "u2", utc(2026, 3, 31, 2), date(2026, 3, 31),
+        group_id="g", content_id="c",
+    ),
 ]
 
 
 def test_alive_30d_is_null_until_first_event_date_plus_30(spark):
-    events = spark.createDataFrame(ALIVE_EVENTS, SILVER_EVENTS)
+    events = silver_events(spark, ALIVE_EVENTS)
     # u1, the only member, was last seen on 03-01: silent and inactive either way.
     # as_of 03-30 = first + 29: not decided yet, and the 03-31 like is not seen.
     assert rows(build_group_health(events, as_of_date=date(2026, 3, 30))) == [
@@ -242,7 +208,7 @@ def test_group_survival_by_platform_channel_and_month(spark):
 
 
 def test_group_survival_of_group_health(spark):
-    events = spark.createDataFrame(EVENTS, SILVER_EVENTS)
+    events = silver_events(spark, EVENTS)
     group_health = build_group_health(events, as_of_date=AS_OF)
     # Only kuaishou's gA (qr_code, dead) and gB (search, alive) have a decided alive_30d.
     assert rows(build_group_survival(group_health)) == [
