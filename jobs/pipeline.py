@@ -166,7 +166,7 @@ def validate_gold(spark, settings: Settings, as_of_date: date):
     return validate_layer("gold", tables)
 
 
-def publish(settings: Settings, as_of_date: date, *, row_counts: dict[str, int] | None = None) -> Path:
+def publish(settings: Settings, as_of_date: date) -> Path:
     """Move the validated gold tables of ``as_of_date`` from staging into place, then record it.
 
     The record is written last: a reader (``engagement query``) only sees dates with a record,
@@ -188,7 +188,7 @@ def publish(settings: Settings, as_of_date: date, *, row_counts: dict[str, int] 
         "as_of_date": as_of_date.isoformat(),
         "published_at": datetime.now(timezone.utc).isoformat(),
         "tables": {name: str(gold_path(settings.warehouse, name, as_of_date)) for name in GOLD_TABLES},
-        "row_counts": row_counts or {},
+        "row_counts": {name: _parquet_rows(gold_path(settings.warehouse, name, as_of_date)) for name in GOLD_TABLES},
     }
     directory = published_dir(settings.warehouse)
     directory.mkdir(parents=True, exist_ok=True)
@@ -196,6 +196,13 @@ def publish(settings: Settings, as_of_date: date, *, row_counts: dict[str, int] 
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, directory / f"{as_of_date.isoformat()}.json")
     return directory / f"{as_of_date.isoformat()}.json"
+
+
+def _parquet_rows(directory: Path) -> int:
+    """Rows in a folder of Parquet files, from their footers (no data is read)."""
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_metadata(f).num_rows for f in directory.glob("*.parquet"))
 
 
 @dataclass
@@ -228,7 +235,7 @@ def run_daily(
     step("validate_gold")
     reports.append(validate_gold(spark, settings, as_of_date))
     step("publish")
-    publish(settings, as_of_date, row_counts=gold_counts)
+    publish(settings, as_of_date)
     return RunResult(as_of_date, silver_counts, gold_counts, reports)
 
 
