@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from engagement.settings import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC
@@ -93,7 +93,13 @@ def parse_rfc3339(value: str) -> datetime:
         # Python parses at most microseconds; keep the first 6 fraction digits.
         digits = re.match(r"\d+", rest).group(0)
         text = f"{head}.{(digits + '000000')[:6]}{rest[len(digits):]}"
-    return datetime.fromisoformat(text)
+    parsed = datetime.fromisoformat(text)
+    try:
+        # An instant whose UTC time falls outside years 1-9999 cannot be stored or compared.
+        parsed.astimezone(timezone.utc)
+    except OverflowError as exc:
+        raise ValueError(f"{value!r} is outside the years 1-9999 in UTC") from exc
+    return parsed
 
 
 def _decode_object(value: bytes | None) -> dict[str, Any]:

@@ -31,7 +31,9 @@ def typed_events(bronze_events: DataFrame, *, timezone: str, as_of_date: date) -
     return (
         bronze_events.withColumn("_copy", F.row_number().over(first_copy))
         .filter(F.col("_copy") == 1)
-        .withColumn("event_time", F.col("event_time").cast("timestamp"))
+        # RFC 3339 allows "t" and "z"; Spark's cast only reads upper case (and under ANSI mode
+        # fails the whole job otherwise). Upper-casing touches nothing else in the string.
+        .withColumn("event_time", F.upper("event_time").cast("timestamp"))
         .filter(F.col("event_time").isNotNull())
         .withColumn("event_date", local_date("event_time", timezone))
         .filter(F.col("event_date") <= F.lit(as_of_date))
@@ -54,7 +56,7 @@ def typed_events(bronze_events: DataFrame, *, timezone: str, as_of_date: date) -
 def links_up_to(bronze_identity: DataFrame, *, timezone: str, as_of_date: date) -> DataFrame:
     """Identity links made on or before ``as_of_date`` in the reporting zone."""
     return (
-        bronze_identity.withColumn("_linked_at", F.col("linked_at").cast("timestamp"))
+        bronze_identity.withColumn("_linked_at", F.upper("linked_at").cast("timestamp"))
         .filter(local_date("_linked_at", timezone) <= F.lit(as_of_date))
         .select("link_id", "kuaishou_user_id", "wechat_openid", "wechat_unionid", "linked_at")
     )

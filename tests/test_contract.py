@@ -120,5 +120,7 @@ def test_rfc3339_offsets_mean_the_same_instant():
     assert utc.tzinfo is not None and utc.utcoffset() == timedelta(0)
     nanos = parse_rfc3339("2026-03-01T16:30:00.123456789Z")
     assert nanos == datetime(2026, 3, 1, 16, 30, 0, 123456, tzinfo=timezone.utc)
-    with pytest.raises(ValueError):
-        parse_rfc3339("2026-03-01 16:30:00")
+    assert parse_rfc3339("2026-03-01t16:30:00z") == utc
+    for bad in ("2026-03-01 16:30:00", "2026-02-30T00:00:00Z", "9999-12-31T23:00:00-12:00", "0001-01-01T00:00:00+14:00"):
+        with pytest.raises(ValueError):
+            parse_rfc3339(bad)

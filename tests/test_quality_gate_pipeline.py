@@ -42,7 +42,8 @@ EVENTS = [
     _event("w-3", "share", "wechat", "o-inviter", "2026-03-03T09:00:00+08:00", content_id="card-2", group_id="wg", target_platform="wechat"),
     # The new member is active on local day 1 (2026-03-03) ... written in UTC on 03-02.
     _event("w-4", "like", "wechat", "o-new", "2026-03-02T16:30:00Z", content_id="article-1"),
-    _event("k-1", "like", "kuaishou", "ks-1", "2026-03-01T12:00:00+08:00", content_id="v-1", group_id="kg"),
+    # RFC 3339 allows lower-case "t" and "z".
+    _event("k-1", "like", "kuaishou", "ks-1", "2026-03-01t04:00:00z", content_id="v-1", group_id="kg"),
 ]
 
 
