@@ -8,6 +8,7 @@ and the published runs.
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 from engagement.settings import DEADLETTER_TOPIC, IDENTITY_TOPIC, Settings
@@ -17,18 +18,26 @@ from engagement.warehouse import published_dates, published_dir
 def consumer_lag(settings: Settings) -> dict[str, dict[str, int | None]]:
     """Per partition of the loader's topics: end offset, committed offset and lag."""
     from kafka import KafkaAdminClient, KafkaConsumer
+    from kafka.structs import TopicPartition
 
     topics = [*settings.event_topics, IDENTITY_TOPIC, DEADLETTER_TOPIC]
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=5000)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=5000)
+    # Short timeouts: a status command answers in seconds or says what it could not reach.
+    client = {
+        "bootstrap_servers": settings.bootstrap_servers.split(","),
+        "request_timeout_ms": 5000,
+        "bootstrap_timeout_ms": 5000,
+        "reconnect_backoff_max_ms": 1000,
+    }
+    admin = KafkaAdminClient(**client)
     try:
-        committed = admin.list_consumer_group_offsets(settings.consumer_group)
-        partitions = []
-        for topic in topics:
-            for p in sorted(consumer.partitions_for_topic(topic) or ()):
-                from kafka.structs import TopicPartition
-
-                partitions.append(TopicPartition(topic, p))
+        consumer = KafkaConsumer(**client)
+    except Exception:
+        admin.close()
+        raise
+    try:
+        # kafka-python 3: {group: {TopicPartition: OffsetAndMetadata}}
+        committed = admin.list_group_offsets(settings.consumer_group).get(settings.consumer_group, {})
+        partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         ends = consumer.end_offsets(partitions) if partitions else {}
     finally:
         consumer.close()
@@ -56,7 +65,9 @@ def pipeline_status(settings: Settings) -> dict[str, Any]:
     status: dict[str, Any] = {"settings": settings.describe()}
     broker_status = broker.status(settings)
     status["broker"] = {"running": broker_status.running, "healthy": broker_status.healthy, "message": broker_status.message}
-    if broker_status.healthy:
+    # Also when the broker is not this home's own (docker-compose, a cluster): ask whoever
+    # answers at ENGAGEMENT_BOOTSTRAP_SERVERS.
+    if broker_status.healthy or _answers(settings.bootstrap_servers):
         try:
             status["partitions"] = consumer_lag(settings)
         except Exception as exc:  # show what we can; the broker section says why
@@ -72,6 +83,16 @@ def pipeline_status(settings: Settings) -> dict[str, Any]:
     return status
 
 
+def _answers(bootstrap_servers: str) -> bool:
+    """Whether something accepts TCP connections at the first bootstrap server (fast check)."""
+    host, _, port = bootstrap_servers.split(",")[0].strip().rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=1.0).close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def render_status(status: dict[str, Any]) -> str:
     lines = [f"Kafka: {status['broker']['message']}"]
     partitions = status.get("partitions")
@@ -83,17 +104,21 @@ def render_status(status: dict[str, Any]) -> str:
             lines.append(f"  {name:40s} {p['end'] or 0:>10,} {committed:>10} {lag:>10}")
         total = sum(p["lag"] or 0 for p in partitions.values())
         lines.append(f"  total lag: {total:,}")
+        dead = sum(p["end"] or 0 for name, p in partitions.items() if name.startswith(DEADLETTER_TOPIC + "["))
+        lines.append(f"  dead letters on {DEADLETTER_TOPIC}: {dead:,}")
     elif "partitions_error" in status:
         lines.append(f"Partitions: unavailable ({status['partitions_error']})")
     loaders = status.get("loaders") or []
     if loaders:
-        latest = loaders[0]
-        lines.append(
-            f"Loader (pid {latest.get('pid')}, updated {latest.get('updated')}): consumed {latest.get('consumed', 0):,}, "
-            f"bronze {latest.get('bronze_rows', 0):,}, quarantined {latest.get('quarantined', 0):,}, "
-            f"dead-lettered {latest.get('dead_lettered', 0):,}, {latest.get('events_per_second', 0):,.0f} events/s, "
-            f"last commit {latest.get('last_commit') or 'never'}"
-        )
+        # Every loader that is running, or the one that ran last.
+        for loader in [s for s in loaders if s.get("running")] or loaders[:1]:
+            state = "running" if loader.get("running") else "stopped"
+            lines.append(
+                f"Loader (pid {loader.get('pid')}, {state}, updated {loader.get('updated')}): "
+                f"consumed {loader.get('consumed', 0):,}, bronze {loader.get('bronze_rows', 0):,}, "
+                f"quarantined {loader.get('quarantined', 0):,}, dead-lettered {loader.get('dead_lettered', 0):,}, "
+                f"{loader.get('events_per_second', 0):,.0f} events/s, last commit {loader.get('last_commit') or 'never'}"
+            )
     else:
         lines.append("Loader: has not run under this ENGAGEMENT_HOME")
     lines.append(f"Quarantine files: {status['quarantine_files']}")

@@ -82,7 +82,7 @@ def bronze_table_for(topic: str, identity_topic: str) -> str:
 
 def write_atomically(table: pa.Table, directory: Path, offsets: OffsetRange) -> Path:
     """Write ``table`` as ``directory/<first>-<last>.parquet``, durably and atomically."""
-    directory.mkdir(parents=True, exist_ok=True)
+    _make_durable_dirs(directory)
     final = directory / offsets.file_name
     tmp = directory / f".{offsets.file_name}.{os.getpid()}.tmp"
     with open(tmp, "wb") as sink:
@@ -92,6 +92,25 @@ def write_atomically(table: pa.Table, directory: Path, offsets: OffsetRange) -> 
     os.replace(tmp, final)
     _fsync_dir(directory)
     return final
+
+
+def _make_durable_dirs(directory: Path) -> None:
+    """Create ``directory`` and any missing parents, and make their entries durable.
+
+    fsync of the file and of its directory is not enough for the first file of a partition: if
+    the directory's own entry in its parent is lost in a power cut, the file goes with it, after
+    its offsets were committed.
+    """
+    if directory.is_dir():
+        return
+    missing = []
+    current = directory
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):
+        _fsync_dir(created.parent)
 
 
 def _fsync_dir(directory: Path) -> None:

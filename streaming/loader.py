@@ -4,13 +4,17 @@ For every message consumed exactly one of bronze or quarantine holds it (DESIGN 
 
 * ``route`` (pure, unit-tested on bytes) validates one message against the contract and turns
   it into a bronze row or a quarantine row with the reason.
-* Records are gathered into a batch bounded by count, bytes and age, then published per
-  partition: quarantine file, dead letters (flushed to the broker), then the bronze file whose
-  name carries the offset range; only then are the offsets committed. The bronze file is the
-  durable marker: on (re)assignment the loader resumes after the last marked offset (see
-  ``streaming.bronze``), so a crash at any moment neither loses nor doubles a record.
-* Dead letters are at-least-once: a crash after the dead-letter flush but before the bronze
-  marker sends them again on replay. The quarantine table is exact.
+* Records are gathered into a batch bounded by count, bytes and age, then published: dead
+  letters (acknowledged by the broker), then per partition the quarantine file and last the
+  bronze file whose name carries the offset range; only then are the offsets committed. The
+  bronze file is the durable marker: on (re)assignment the loader resumes after the last
+  marked offset (see ``streaming.bronze``), so a crash at any moment neither loses nor doubles
+  a record.
+* Dead letters are at-least-once: a crash after the dead letters were acknowledged but before
+  the bronze marker sends them again on replay. The quarantine table is exact.
+* A member writes only partitions it still owns (checked before and after the dead letters);
+  with the eager rebalance protocol a partition moves only after its old owner polled again,
+  i.e. after it finished publishing, or after it was evicted, which the check catches.
 """
 
 from __future__ import annotations
@@ -118,6 +122,7 @@ class _PartitionBatch:
     last: int = -1
     rows: list[dict[str, Any]] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
+    bytes: int = 0
 
 
 @dataclass
@@ -138,13 +143,18 @@ class Batch:
             self.started = time.monotonic()
         part.last = record.offset
         (part.quarantined if routed.rejection else part.rows).append(routed.row)
+        size = len(record.value or b"") + len(record.key or b"")
+        part.bytes += size
         self.records += 1
-        self.bytes += len(record.value or b"") + len(record.key or b"")
+        self.bytes += size
 
-    def drop(self, topic: str, partition: int) -> None:
+    def drop(self, topic: str, partition: int) -> _PartitionBatch | None:
+        """Forget one partition's records (they were not published, so they are read again)."""
         part = self.parts.pop((topic, partition), None)
         if part is not None:
             self.records -= len(part.rows) + len(part.quarantined)
+            self.bytes -= part.bytes
+        return part
 
     def __bool__(self) -> bool:
         return bool(self.parts)
@@ -159,15 +169,40 @@ class LoaderStats:
     bronze_rows: int = 0
     quarantined: int = 0
     dead_lettered: int = 0
+    dead_letter_failures: int = 0
     batches: int = 0
     last_commit: str | None = None
     started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     lag: dict[str, int] = field(default_factory=dict)
     events_per_second: float = 0.0
+    stopped_at: str | None = None
 
 
 class LoaderError(RuntimeError):
     pass
+
+
+class _Abandoned(Exception):
+    """A stop was requested while the batch could not be published (broker away)."""
+
+
+# Client settings. kafka-python 3 backs off reconnects exponentially up to 30 s by default, so
+# after a broker restart a loader would sit idle for up to half a minute; a 1 s ceiling keeps
+# the outage as short as the broker's. Timeouts are bounded so that SIGTERM is served promptly
+# even while the broker is away (a blocking call never outlasts them).
+_RECONNECT_BACKOFF_MAX_MS = 1_000
+_BOOTSTRAP_TIMEOUT_MS = 15_000
+_REQUEST_TIMEOUT_MS = 15_000
+_COMMIT_TIMEOUT_MS = 10_000
+_LAG_TIMEOUT_MS = 5_000
+_DEAD_LETTER_MAX_BLOCK_MS = 5_000
+_DEAD_LETTER_DELIVERY_TIMEOUT_MS = 30_000
+_CLOSE_TIMEOUT_MS = 5_000
+# After SIGTERM, dead letters already on their way get this long to be acknowledged before the
+# batch is abandoned (a healthy broker answers in milliseconds; a missing one never does).
+_STOP_GRACE_S = 5.0
+_POLL_TIMEOUT_MS = 500
+_REPORT_EVERY_S = 10.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,8 +227,17 @@ class Loader:
         self.stats = LoaderStats()
         self.batch = Batch()
         self._stopping = False
+        self._stop_seen: float | None = None
+        self._abandoned = False
         self._consumer = None
         self._producer = None
+        # Offsets whose data is durable in bronze but not yet committed to Kafka (a failed
+        # commit, or a resume point found on assignment); sent with the next commit.
+        self._to_commit: dict[Any, int] = {}
+        # Set by the first on_partitions_assigned: until then "no partitions" means "not
+        # joined yet", not "nothing to do".
+        self._joined = False
+        self._assigned_at = 0.0
         self.status_file = settings.home / "loader" / f"{socket.gethostname()}-{os.getpid()}.json"
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -207,18 +251,27 @@ class Loader:
 
     def run(self) -> LoaderStats:
         from kafka import KafkaConsumer, KafkaProducer
-        from kafka.errors import NoBrokersAvailable
+        from kafka.errors import KafkaError
 
         s = self.settings
         topics = [*s.event_topics, IDENTITY_TOPIC]
+        common = {
+            "bootstrap_servers": s.bootstrap_servers.split(","),
+            "reconnect_backoff_max_ms": _RECONNECT_BACKOFF_MAX_MS,
+            "bootstrap_timeout_ms": _BOOTSTRAP_TIMEOUT_MS,
+            "request_timeout_ms": _REQUEST_TIMEOUT_MS,
+        }
         try:
             self._consumer = KafkaConsumer(
-                bootstrap_servers=s.bootstrap_servers,
+                **common,
                 group_id=s.consumer_group,
                 client_id=f"engagement-loader-{os.getpid()}",
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_poll_records=min(2000, s.loader_batch_max_records),
+                # Bounded fetch buffers: with the batch bounds these cap the loader's memory
+                # whatever the backlog. A partition fetch must still hold the broker's largest
+                # message (message.max.bytes, ~1 MiB), or that partition would stall.
                 fetch_max_bytes=8 * 1024 * 1024,
                 max_partition_fetch_bytes=2 * 1024 * 1024,
                 max_poll_interval_ms=300_000,
@@ -226,23 +279,29 @@ class Loader:
                 heartbeat_interval_ms=3_000,
             )
             self._producer = KafkaProducer(
-                bootstrap_servers=s.bootstrap_servers,
+                **common,
                 client_id=f"engagement-deadletter-{os.getpid()}",
                 acks="all",
                 linger_ms=20,
+                # Over the broker's limit on purpose: the broker, not the client, rejects a dead
+                # letter that cannot be stored (see _send_dead_letters).
                 max_request_size=2 * 1024 * 1024,
-                retries=10,
+                max_block_ms=_DEAD_LETTER_MAX_BLOCK_MS,
+                delivery_timeout_ms=_DEAD_LETTER_DELIVERY_TIMEOUT_MS,
             )
-        except NoBrokersAvailable as exc:
+        except (KafkaError, OSError) as exc:  # 3.x raises KafkaTimeoutError when nobody answers
             self._close()
             raise LoaderError(
-                f"no Kafka broker answers at {s.bootstrap_servers}; start one with `engagement kafka start` "
-                "or set ENGAGEMENT_BOOTSTRAP_SERVERS"
+                f"no Kafka broker answers at {s.bootstrap_servers} ({exc}); start one with "
+                "`engagement kafka start` or set ENGAGEMENT_BOOTSTRAP_SERVERS"
             ) from exc
         from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
         loader = self
 
+        # kafka-python 3 calls these on its network thread while the main thread waits inside
+        # poll(), so they may touch the batch but must not call blocking consumer methods
+        # (committed(), position(), commit() raise there).
         class _Listener(ConsumerRebalanceListener):
             def on_partitions_revoked(self, revoked):  # noqa: D401 - kafka-python callback
                 loader._on_revoked(revoked)
@@ -252,60 +311,112 @@ class Loader:
 
         self._consumer.subscribe(topics, listener=_Listener())
         log.info("loader started: group=%s topics=%s", s.consumer_group, ",".join(topics))
+        started = time.monotonic()
         try:
             self._loop()
         finally:
-            if self.batch:
-                self._publish()
-            self._write_status()
-            self._close()
+            try:
+                # Finish the batch and commit what is durable, unless the broker already proved
+                # unreachable during this stop (then waiting longer only delays the exit).
+                if self.batch and not self._abandoned:
+                    self._publish()
+                if not self._abandoned:
+                    self._commit_pending()
+            except _Abandoned:
+                pass
+            finally:
+                self.stats.stopped_at = datetime.now(timezone.utc).isoformat()
+                self._write_status()
+                self._close()
+        seconds = time.monotonic() - started
         log.info(
-            "loader stopped: consumed=%d bronze=%d quarantined=%d dead_lettered=%d",
+            "loader stopped after %.0f s: consumed=%d (%.0f/s on average) bronze=%d quarantined=%d dead_lettered=%d "
+            "lag=%d last_commit=%s",
+            seconds,
             self.stats.consumed,
+            self.stats.consumed / max(seconds, 1e-6),
             self.stats.bronze_rows,
             self.stats.quarantined,
             self.stats.dead_lettered,
+            sum(self.stats.lag.values()),
+            self.stats.last_commit or "never",
         )
         return self.stats
 
     def _close(self) -> None:
         if self._consumer is not None:
-            self._consumer.close(autocommit=False)
+            try:
+                self._consumer.close(autocommit=False, timeout_ms=_CLOSE_TIMEOUT_MS)
+            except Exception as exc:  # leaving the group is best effort; the session expires anyway
+                log.warning("closing the consumer failed: %s", exc)
             self._consumer = None
         if self._producer is not None:
-            self._producer.close(timeout=10)
+            try:
+                self._producer.close(timeout=_CLOSE_TIMEOUT_MS / 1000)
+            except Exception as exc:
+                # kafka-python 3's close() flushes first and raises when the broker is away,
+                # before it stops its sender thread (its __del__ then fails the same way). The
+                # letters still queued belong to an abandoned batch, which sends them again.
+                log.warning("dead letters still queued at exit were dropped (%s); their batch was not published", exc)
+                sender = getattr(self._producer, "_sender", None)
+                if sender is not None:
+                    sender.force_close()
+                self._producer._closed = True
             self._producer = None
 
     # -- rebalance -----------------------------------------------------------------------
     def _on_revoked(self, revoked) -> None:
-        # Records not yet published are not committed either; the next owner reads them again.
+        # Records not yet published are not committed either; the next owner reads them again
+        # (with the eager protocol this runs before the group moves them anywhere).
         for tp in revoked:
             self.batch.drop(tp.topic, tp.partition)
+            self._to_commit.pop(tp, None)
         if revoked:
-            log.info("partitions revoked: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in revoked))
+            log.info("partitions revoked: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(revoked)))
 
     def _on_assigned(self, assigned) -> None:
         for tp in assigned:
             table = bronze.bronze_table_for(tp.topic, IDENTITY_TOPIC)
             resume = bronze.recover_partition(self.warehouse, table, tp.topic, tp.partition)
             if resume is None:
-                continue
-            committed = self._consumer.committed(tp)
-            if committed is None or committed < resume:
-                # Bronze is ahead of the commit (a crash between publish and commit): skip
-                # what is already durable.
-                self._consumer.seek(tp, resume)
-        if assigned:
-            log.info("partitions assigned: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in assigned))
+                continue  # nothing durable yet: Kafka's committed offset (or earliest) decides
+            # The bronze marker is the truth: commits only ever follow it, so Kafka's committed
+            # offset is never ahead of it, and it is behind it after a crash between publish and
+            # commit. Seek there and let the next commit catch Kafka up.
+            self._consumer.seek(tp, resume)
+            self._to_commit[tp] = resume
+        self._joined = True
+        self._assigned_at = time.monotonic()
+        log.info("partitions assigned: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")
+
+    def _owns(self, tp) -> bool:
+        """Whether this member may still publish ``tp``: a stable member that has it assigned.
+
+        A member that was evicted (session or poll interval expired) finds out here before it
+        writes a file for a partition another loader may be reading by now.
+        """
+        from kafka.structs import MemberState
+
+        return self._consumer.group_metadata().state == MemberState.STABLE and tp in self._consumer.assignment()
 
     # -- main loop -----------------------------------------------------------------------
     def _loop(self) -> None:
+        from kafka.errors import KafkaError
+
         s = self.settings
         last_report = time.monotonic()
         last_records = 0
         idle_since: float | None = None
         while not self._stopping:
-            polled = self._consumer.poll(timeout_ms=500, max_records=min(2000, s.loader_batch_max_records))
+            try:
+                polled = self._consumer.poll(timeout_ms=_POLL_TIMEOUT_MS, max_records=min(2000, s.loader_batch_max_records))
+            except KafkaError as exc:
+                if not exc.retriable:
+                    raise
+                # The broker is away or moving things: nothing is lost by polling again.
+                log.warning("poll failed (%s); retrying", exc)
+                time.sleep(0.5)
+                polled = {}
             ingest_time = datetime.now(timezone.utc)
             for records in polled.values():
                 for record in records:
@@ -320,21 +431,31 @@ class Loader:
                     )
                     self.batch.add(record, routed)
                     self.stats.consumed += 1
+            now = time.monotonic()
             if self.batch and (
                 self.batch.records >= s.loader_batch_max_records
                 or self.batch.bytes >= s.loader_batch_max_bytes
-                or time.monotonic() - self.batch.started >= s.loader_batch_max_seconds
+                or now - self.batch.started >= s.loader_batch_max_seconds
                 or not polled
             ):
-                self._publish()
+                try:
+                    self._publish()
+                except _Abandoned:
+                    self._abandoned = True
+                    break
+            elif self._to_commit and not polled:
+                self._commit_pending()
             now = time.monotonic()
-            if now - last_report >= 10:
+            if now - last_report >= _REPORT_EVERY_S:
                 self.stats.events_per_second = (self.stats.consumed - last_records) / (now - last_report)
                 last_report, last_records = now, self.stats.consumed
                 self._refresh_lag()
                 self._report()
             if self.until_idle:
-                if polled or self.batch:
+                # Idle means: nothing came, nothing is pending, and the assignment has not changed
+                # for a whole idle period (a new group's first assignment is often empty and is
+                # followed by the real one a moment later).
+                if polled or self.batch or self._to_commit or (idle_since is not None and self._assigned_at > idle_since):
                     idle_since = None
                 elif idle_since is None:
                     idle_since = now
@@ -342,73 +463,136 @@ class Loader:
                     break
 
     def _caught_up(self) -> bool:
+        """Joined the group, and at the log end of every assigned partition (if any)."""
+        from kafka.structs import MemberState
+
+        if not self._joined or self._consumer.group_metadata().state != MemberState.STABLE:
+            return False  # still joining or rebalancing: partitions may be on their way
         lag = self._refresh_lag()
         return lag is not None and all(v == 0 for v in lag.values())
 
     def _refresh_lag(self) -> dict[str, int] | None:
-        assigned = self._consumer.assignment()
+        """Per assigned partition, the log end minus our position; None when unknown."""
+        assigned = sorted(self._consumer.assignment())
         if not assigned:
             self.stats.lag = {}
-            # Nobody to wait for: with no partitions after a full idle period we are done.
             return {}
         try:
-            ends = self._consumer.end_offsets(list(assigned))
-        except Exception as exc:  # broker unreachable: lag is unknown, not zero
+            ends = self._consumer.end_offsets(assigned, timeout_ms=_LAG_TIMEOUT_MS)
+            positions = {tp: self._consumer.position(tp, timeout_ms=_LAG_TIMEOUT_MS) for tp in assigned}
+        except Exception as exc:  # broker unreachable, or a rebalance took a partition: unknown
             log.warning("could not read end offsets: %s", exc)
             return None
-        lag = {f"{tp.topic}[{tp.partition}]": max(0, ends[tp] - self._consumer.position(tp)) for tp in assigned}
+        if any(positions[tp] is None or ends.get(tp) is None for tp in assigned):
+            return None
+        lag = {f"{tp.topic}[{tp.partition}]": max(0, ends[tp] - positions[tp]) for tp in assigned}
         self.stats.lag = lag
         return lag
 
     # -- publishing ----------------------------------------------------------------------
     def _publish(self) -> None:
-        from kafka.structs import OffsetAndMetadata, TopicPartition
+        """Publish the batch: dead letters, then per partition quarantine file and bronze marker,
+        then commit.
 
-        parts = list(self.batch.parts.values())
+        Only partitions this member still owns are written; ownership is checked again after the
+        dead letters went out, because waiting for an absent broker can outlast
+        max_poll_interval_ms and cost the membership. Raises :class:`_Abandoned` when a stop was
+        requested while the dead letters could not be delivered; nothing of the batch is
+        written then, and it is read again next time.
+        """
+        parts = self._owned_parts(self.batch.parts.values())
         self.batch = Batch()
-        dead_letters = []
-        for part in parts:
+        try:
+            self._send_dead_letters([row for part in parts for row in part.quarantined])
+        except _Abandoned:
+            log.warning("stop requested while dead letters could not be sent: batch abandoned, it is read again next time")
+            self._abandoned = True
+            raise
+        from kafka.structs import TopicPartition
+
+        for part in self._owned_parts(parts):
+            offsets = bronze.OffsetRange(part.first, part.last)
             if part.quarantined:
-                table = pa.Table.from_pylist(part.quarantined, schema=bronze.QUARANTINE_SCHEMA)
                 bronze.write_atomically(
-                    table,
+                    pa.Table.from_pylist(part.quarantined, schema=bronze.QUARANTINE_SCHEMA),
                     bronze.partition_dir(self.warehouse, bronze.QUARANTINE, part.topic, part.partition),
-                    bronze.OffsetRange(part.first, part.last),
+                    offsets,
                 )
-                dead_letters.extend(part.quarantined)
-        self._send_dead_letters(dead_letters)
-        offsets = {}
-        for part in parts:
+            # The bronze file last, even with no rows: it is the marker that the range is done.
             table_name = bronze.bronze_table_for(part.topic, IDENTITY_TOPIC)
             schema = bronze.BRONZE_IDENTITY_SCHEMA if table_name == bronze.BRONZE_IDENTITY else bronze.BRONZE_EVENTS_SCHEMA
             bronze.write_atomically(
                 pa.Table.from_pylist(part.rows, schema=schema),
                 bronze.partition_dir(self.warehouse, table_name, part.topic, part.partition),
-                bronze.OffsetRange(part.first, part.last),
+                offsets,
             )
             self.stats.bronze_rows += len(part.rows)
             self.stats.quarantined += len(part.quarantined)
-            offsets[TopicPartition(part.topic, part.partition)] = OffsetAndMetadata(part.last + 1, "", -1)
+            self._to_commit[TopicPartition(part.topic, part.partition)] = part.last + 1
         self.stats.batches += 1
+        self._commit_pending()
+        self._write_status()
+
+    def _owned_parts(self, parts) -> list[_PartitionBatch]:
+        """The partition batches this member may still publish; the others are dropped."""
+        from kafka.structs import TopicPartition
+
+        owned = []
+        for part in parts:
+            tp = TopicPartition(part.topic, part.partition)
+            if self._owns(tp):
+                owned.append(part)
+                continue
+            log.warning(
+                "not publishing %s[%d] offsets %d-%d: the partition is no longer ours",
+                part.topic, part.partition, part.first, part.last,
+            )  # fmt: skip
+            if tp in self._consumer.assignment():
+                self._consumer.seek(tp, part.first)  # read it again should it stay ours
+        return owned
+
+    def _commit_pending(self) -> None:
+        """Commit the offsets bronze already holds; on failure keep them for the next try."""
+        from kafka.structs import OffsetAndMetadata
+
+        if not self._to_commit or self._consumer is None:
+            return
+        # Never commit for a partition that moved to another loader: its new owner commits it.
+        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._to_commit.items() if self._owns(tp)}
+        for tp in set(self._to_commit) - set(offsets):
+            del self._to_commit[tp]
+        if not offsets:
+            return
         try:
-            self._consumer.commit(offsets)
-            self.stats.last_commit = datetime.now(timezone.utc).isoformat()
+            self._consumer.commit(offsets, timeout_ms=_COMMIT_TIMEOUT_MS)
         except Exception as exc:
             # Bronze already holds the data and is what a restart resumes from; the next commit
             # catches Kafka up.
-            log.warning("offset commit failed (%s); bronze is durable, will commit with the next batch", exc)
-        self._write_status()
+            log.warning("offset commit failed (%s); bronze is durable, will commit again", exc)
+            return
+        for tp, meta in offsets.items():
+            if self._to_commit.get(tp) == meta.offset:
+                del self._to_commit[tp]
+        self.stats.last_commit = datetime.now(timezone.utc).isoformat()
 
     def _send_dead_letters(self, rows: list[dict[str, Any]]) -> None:
-        from kafka.errors import KafkaError
+        """Send each row to the dead-letter topic and wait until the broker has them all.
 
-        if not rows:
-            return
-        delay = 1.0
-        while True:
-            try:
-                futures = [
-                    self._producer.send(
+        Retries what failed with back-off while the broker is away (a restart, the network);
+        gives up on a letter the broker will never accept (larger than its message.max.bytes:
+        quarantine keeps the original). Raises :class:`_Abandoned` if a stop is requested
+        meanwhile.
+        """
+        from kafka.errors import KafkaError, MessageSizeTooLargeError, RecordListTooLargeError
+
+        pending = rows
+        delay = 0.5
+        while pending:
+            sent = []
+            failed: list[tuple[dict[str, Any], BaseException]] = []
+            for row in pending:
+                try:
+                    future = self._producer.send(
                         DEADLETTER_TOPIC,
                         key=row["kafka_key"],
                         value=row["value"],
@@ -419,33 +603,81 @@ class Loader:
                             Rejection(row["error_class"], row["error_message"]),
                         ),
                     )
-                    for row in rows
-                ]
-                self._producer.flush(timeout=60)
-                for future in futures:
-                    future.get(timeout=60)
-                self.stats.dead_lettered += len(rows)
+                    sent.append((row, future))
+                except KafkaError as exc:  # no metadata within max_block_ms: broker away
+                    failed.append((row, exc))
+            # Wait for every answer (delivery_timeout_ms bounds it), but keep an ear on SIGTERM.
+            waiting_since = time.monotonic()
+            next_warning = waiting_since + _REPORT_EVERY_S
+            while not all(future.is_done for _, future in sent):
+                if self._stop_grace_over():
+                    raise _Abandoned()
+                try:
+                    self._producer.flush(timeout=1.0)
+                except KafkaError:
+                    pass
+                if time.monotonic() >= next_warning:
+                    next_warning += _REPORT_EVERY_S
+                    log.warning(
+                        "waiting %.0f s for the broker to acknowledge %d dead letter(s); is it running?",
+                        time.monotonic() - waiting_since, sum(not f.is_done for _, f in sent),
+                    )  # fmt: skip
+            for row, future in sent:
+                if future.succeeded():
+                    self.stats.dead_lettered += 1
+                elif isinstance(future.exception, (MessageSizeTooLargeError, RecordListTooLargeError)):
+                    self.stats.dead_letter_failures += 1
+                    log.error(
+                        "dead letter for %s[%d]@%d refused by the broker (%s); quarantine keeps the original",
+                        row["kafka_topic"], row["kafka_partition"], row["kafka_offset"], future.exception,
+                    )  # fmt: skip
+                else:
+                    failed.append((row, future.exception))
+            pending = [row for row, _ in failed]
+            if pending:
+                log.warning(
+                    "%d dead letter(s) not delivered (%s); retrying in %.1f s", len(pending), failed[0][1], delay
+                )
+                self._sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _stop_grace_over(self) -> bool:
+        if not self._stopping:
+            return False
+        if self._stop_seen is None:
+            self._stop_seen = time.monotonic()
+        return time.monotonic() - self._stop_seen >= _STOP_GRACE_S
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep, but raise :class:`_Abandoned` as soon as a stop is requested."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if self._stopping:
+                raise _Abandoned()
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return
-            except KafkaError as exc:
-                # The broker is away (restart, network): keep the batch, retry with back-off.
-                log.warning("dead-letter send failed (%s); retrying in %.0f s", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 30)
+            time.sleep(min(left, 0.1))
 
     # -- reporting -----------------------------------------------------------------------
     def _report(self) -> None:
-        total_lag = sum(self.stats.lag.values())
+        lag = self.stats.lag
         log.info(
-            "consumed=%d (%.0f/s) bronze=%d quarantined=%d dead_lettered=%d lag=%d",
+            "consumed=%d (%.0f/s) bronze=%d quarantined=%d dead_lettered=%d lag=%d last_commit=%s%s",
             self.stats.consumed,
             self.stats.events_per_second,
             self.stats.bronze_rows,
             self.stats.quarantined,
             self.stats.dead_lettered,
-            total_lag,
+            sum(lag.values()),
+            self.stats.last_commit or "never",
+            (" (" + ", ".join(f"{name}={value}" for name, value in sorted(lag.items()) if value) + ")")
+            if any(lag.values())
+            else "",
         )
         if self.progress:
             self.progress(self.stats)
+        self._write_status()
 
     def _write_status(self) -> None:
         self.status_file.parent.mkdir(parents=True, exist_ok=True)
@@ -459,10 +691,19 @@ def read_loader_status(home: Path) -> list[dict[str, Any]]:
     directory = home / "loader"
     if not directory.is_dir():
         return []
+    import psutil
+
+    host = socket.gethostname()
     out = []
     for path in directory.glob("*.json"):
         try:
-            out.append(json.loads(path.read_text()))
+            status = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
+        # Files are named <host>-<pid>.json; a pid can only be checked on its own host.
+        pid = status.get("pid")
+        status["running"] = bool(
+            path.stem == f"{host}-{pid}" and status.get("stopped_at") is None and isinstance(pid, int) and psutil.pid_exists(pid)
+        )
+        out.append(status)
     return sorted(out, key=lambda s: s.get("updated", ""), reverse=True)
