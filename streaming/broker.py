@@ -480,14 +480,22 @@ def _config_changed(settings: Settings, paths: _Paths) -> bool:
         return False
 
 
+def _new_cluster_id() -> str:
+    """A fresh random cluster id, kept by Kafka in data/meta.properties from then on: 16 random
+    bytes, URL-safe base64 without padding, like Kafka's Uuid.randomUuid()."""
+    while True:
+        cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        # kafka-storage would read a leading "-" as an option; Kafka's own generator avoids it too.
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _format_storage(java: str, libs: Path, paths: _Paths) -> str:
     """Format the KRaft storage once per data dir; return the cluster id it holds."""
     existing = _stored_cluster_id(paths)
     if existing is not None:
         return existing
-    # A fresh random cluster id, kept by Kafka in data/meta.properties from now on. The same
-    # id as Kafka's own Uuid.randomUuid(): 16 random bytes, URL-safe base64 without padding.
-    cluster_id = urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cluster_id = _new_cluster_id()
     # No log4j configuration: log4j's default prints errors to stderr, which is captured below,
     # and the tool's INFO lines stay out of the broker's server.log.
     command = [

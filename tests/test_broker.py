@@ -209,3 +209,10 @@ def test_a_stale_pid_file_is_not_running(tmp_path) -> None:
     # ... and a process that is gone.
     pid_file.write_text(f"{sleeper.pid}\n")
     assert not broker.status(settings).running
+
+
+def test_cluster_ids_never_start_with_a_dash():
+    # kafka-storage reads "--cluster-id -abc" as a missing argument; ~1 in 64 random ids would.
+    ids = [broker._new_cluster_id() for _ in range(5000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(i) == 22 for i in ids) and len(set(ids)) == len(ids)
