@@ -234,6 +234,8 @@ class Loader:
         # Offsets whose data is durable in bronze but not yet committed to Kafka (a failed
         # commit, or a resume point found on assignment); sent with the next commit.
         self._to_commit: dict[Any, int] = {}
+        # Per partition, the next offset bronze expects: where the last marker ended.
+        self._durable_next: dict[Any, int] = {}
         # Set by the first on_partitions_assigned: until then "no partitions" means "not
         # joined yet", not "nothing to do".
         self._joined = False
@@ -385,6 +387,7 @@ class Loader:
             # commit. Seek there and let the next commit catch Kafka up.
             self._consumer.seek(tp, resume)
             self._to_commit[tp] = resume
+            self._durable_next[tp] = resume
         self._joined = True
         self._assigned_at = time.monotonic()
         log.info("partitions assigned: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")
@@ -511,6 +514,7 @@ class Loader:
         from kafka.structs import TopicPartition
 
         for part in self._owned_parts(parts):
+            self._check_continuity(TopicPartition(part.topic, part.partition), part)
             offsets = bronze.OffsetRange(part.first, part.last)
             if part.quarantined:
                 bronze.write_atomically(
@@ -529,9 +533,32 @@ class Loader:
             self.stats.bronze_rows += len(part.rows)
             self.stats.quarantined += len(part.quarantined)
             self._to_commit[TopicPartition(part.topic, part.partition)] = part.last + 1
+            self._durable_next[TopicPartition(part.topic, part.partition)] = part.last + 1
         self.stats.batches += 1
         self._commit_pending()
         self._write_status()
+
+    def _check_continuity(self, tp, part: _PartitionBatch) -> None:
+        """Refuse to write offsets bronze already holds; warn about offsets Kafka no longer has.
+
+        Offsets below the last marker mean the partition's log started again (the topic was
+        deleted and re-created): its new offsets would be filed under names of old files and
+        could replace them. That needs an operator, not a guess.
+        """
+        expected = self._durable_next.get(tp)
+        if expected is None or part.first == expected:
+            return
+        if part.first < expected:
+            raise LoaderError(
+                f"{tp.topic}[{tp.partition}] delivered offset {part.first}, but bronze already holds this "
+                f"partition up to offset {expected - 1}: the topic was probably deleted and re-created. "
+                f"Nothing was written. Move {self.warehouse / bronze.bronze_table_for(tp.topic, IDENTITY_TOPIC)} "
+                "and the quarantine aside (or use a new ENGAGEMENT_HOME) before loading the new topic."
+            )
+        log.warning(
+            "%s[%d]: offsets %d-%d were gone from Kafka before they were loaded (retention?); continuing at %d",
+            tp.topic, tp.partition, expected, part.first - 1, part.first,
+        )  # fmt: skip
 
     def _owned_parts(self, parts) -> list[_PartitionBatch]:
         """The partition batches this member may still publish; the others are dropped."""

@@ -66,13 +66,8 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
         broker.stop(settings)
 
 
-@pytest.fixture(scope="module")
-def fresh_topics(kafka_broker: Settings) -> Settings:
-    """Delete and re-create the contract's topics, so a test module starts from empty logs.
-
-    Integration modules share one broker; without this, one module's messages would show up in
-    the next module's bronze.
-    """
+def recreate_topics(settings: Settings) -> None:
+    """Delete the contract's topics, wait until they are gone, and create them again."""
     import time
 
     from kafka import KafkaAdminClient
@@ -80,7 +75,7 @@ def fresh_topics(kafka_broker: Settings) -> Settings:
 
     from streaming.topics import CONTRACT_TOPICS
 
-    admin = KafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap_servers)
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     try:
         existing = [t for t in CONTRACT_TOPICS if t in admin.list_topics()]
         if existing:
@@ -95,5 +90,15 @@ def fresh_topics(kafka_broker: Settings) -> Settings:
             time.sleep(0.5)
     finally:
         admin.close()
-    create_topics(kafka_broker.bootstrap_servers, partitions=TEST_PARTITIONS)
+    create_topics(settings.bootstrap_servers, partitions=TEST_PARTITIONS)
+
+
+@pytest.fixture(scope="module")
+def fresh_topics(kafka_broker: Settings) -> Settings:
+    """Delete and re-create the contract's topics, so a test module starts from empty logs.
+
+    Integration modules share one broker; without this, one module's messages would show up in
+    the next module's bronze.
+    """
+    recreate_topics(kafka_broker)
     return kafka_broker
