@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,19 +37,6 @@ from streaming.topics import create_topics  # noqa: E402
 RESULTS = REPO / "bench" / "results"
 SAMPLE_EVERY_S = 0.5
 MARKS = (25, 50, 75, 100)
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _event(platform_name: str, i: int) -> bytes:
@@ -179,14 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     home = Path(tempfile.mkdtemp(prefix="engagement-bench-"))
-    listener, controller = _free_ports(2)
-    settings = Settings(
-        home=home,
-        bootstrap_servers=f"127.0.0.1:{listener}",
-        kafka_controller_port=controller,
-        topic_partitions=args.partitions,
-        kafka_heap="1g",
-    )
+    settings = broker.settings_on_free_ports(home, partitions=args.partitions, kafka_heap="1g")
     defaults = Settings()
     print(f"broker in {home} on {settings.bootstrap_servers} ...", file=sys.stderr, flush=True)
     broker.install(settings, quiet=True)

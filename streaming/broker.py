@@ -798,3 +798,30 @@ def _log_tail(paths: _Paths, log_offset: int = 0, lines: int = 30) -> str:
         if tail:
             parts.append(f"\n--- last lines of {path} ---\n" + "\n".join(tail))
     return "".join(parts) or f"\n(nothing logged in {paths.logs_dir})"
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports that were free on 127.0.0.1 a moment ago."""
+    sockets = []
+    try:
+        # Hold them all open until each is known, so the OS does not hand out one port twice.
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def settings_on_free_ports(home: Path, *, partitions: int, kafka_heap: str = "512m") -> Settings:
+    """Settings for a throw-away broker (tests, benchmarks) in ``home`` on free ports."""
+    listener, controller = free_ports(2)
+    return Settings(
+        home=home,
+        bootstrap_servers=f"127.0.0.1:{listener}",
+        kafka_controller_port=controller,
+        topic_partitions=partitions,
+        kafka_heap=kafka_heap,
+    )

@@ -14,7 +14,6 @@ the first session on a machine fetches them.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,30 +26,9 @@ from streaming.topics import create_topics
 TEST_PARTITIONS = 3
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports that were free on 127.0.0.1 a moment ago."""
-    sockets = []
-    try:
-        # Hold them all open until each is known, so the OS does not hand out one port twice.
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def broker_settings(home: Path) -> Settings:
     """Settings for a test broker in ``home`` on fresh free ports; other fields at defaults."""
-    listener, controller = free_ports(2)
-    return Settings(
-        home=home,
-        bootstrap_servers=f"127.0.0.1:{listener}",
-        kafka_controller_port=controller,
-        topic_partitions=TEST_PARTITIONS,
-    )
+    return broker.settings_on_free_ports(home, partitions=TEST_PARTITIONS)
 
 
 @pytest.fixture(scope="session")
