@@ -61,7 +61,8 @@ def _spark_type(arrow_type) -> str:
     raise TypeError(f"no Spark type for {arrow_type}")
 
 
-def _ddl(arrow_schema) -> str:
+def spark_ddl(arrow_schema) -> str:
+    """A Spark DDL schema string for a pyarrow schema (bronze files are written by pyarrow)."""
     return ", ".join(f"`{f.name}` {_spark_type(f.type)}" for f in arrow_schema)
 
 
@@ -74,10 +75,10 @@ def read_bronze(spark, settings: Settings, table: str):
     }[table]
     path = settings.warehouse / table
     if not path.is_dir() or not any(path.rglob("*.parquet")):
-        return spark.createDataFrame([], _ddl(schema))
+        return spark.createDataFrame([], spark_ddl(schema))
     # Partition folders (topic=, partition=) are storage layout, not columns: the rows carry
     # kafka_topic and kafka_partition themselves.
-    return spark.read.schema(_ddl(schema)).option("recursiveFileLookup", "true").parquet(str(path))
+    return spark.read.schema(spark_ddl(schema)).option("recursiveFileLookup", "true").parquet(str(path))
 
 
 def read_dir(spark, path: Path):

@@ -4,9 +4,11 @@
   calendar date in the reporting time zone.
 * A repeated ``event_id`` is a redelivery and counts once: the copy with the smallest
   (topic, partition, offset) is kept, so the choice does not depend on arrival order of runs.
-* Only events with ``event_date <= as_of_date`` and identity links whose ``linked_at`` falls on
-  or before ``as_of_date`` (reporting zone) are used, so re-running a date over the same input
-  gives the same rows even after later data has arrived.
+* Only events with ``event_date <= as_of_date`` are used, so re-running a date over the same
+  input gives the same rows even after later events have arrived.
+* Every identity link is used, whatever its ``linked_at``: DESIGN bounds events by
+  ``as_of_date``, not links, and a person is the same person on every date. A link that arrives
+  late therefore corrects earlier rows the way a late event does.
 """
 
 from __future__ import annotations
@@ -53,21 +55,12 @@ def typed_events(bronze_events: DataFrame, *, timezone: str, as_of_date: date) -
     )
 
 
-def links_up_to(bronze_identity: DataFrame, *, timezone: str, as_of_date: date) -> DataFrame:
-    """Identity links made on or before ``as_of_date`` in the reporting zone."""
-    return (
-        bronze_identity.withColumn("_linked_at", F.upper("linked_at").cast("timestamp"))
-        .filter(local_date("_linked_at", timezone) <= F.lit(as_of_date))
-        .select("link_id", "kuaishou_user_id", "wechat_openid", "wechat_unionid", "linked_at")
-    )
-
-
 def build_silver(
     bronze_events: DataFrame, bronze_identity: DataFrame, *, timezone: str, as_of_date: date
 ) -> tuple[DataFrame, DataFrame]:
     """Silver ``events`` and ``identity_map`` from bronze, as of ``as_of_date``."""
     events = typed_events(bronze_events, timezone=timezone, as_of_date=as_of_date)
-    links = links_up_to(bronze_identity, timezone=timezone, as_of_date=as_of_date)
+    links = bronze_identity.select("link_id", "kuaishou_user_id", "wechat_openid", "wechat_unionid", "linked_at")
     accounts = events.select("platform", "user_id").distinct()
     identity_map = build_identity_map(accounts, links)
     with_person = events.join(identity_map, on=["platform", "user_id"], how="left")

@@ -1,0 +1,102 @@
+"""Silver on small hand-written bronze frames: typing, reporting-zone dates, dedup, persons."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import pytest
+
+from jobs.pipeline import spark_ddl
+from jobs.silver import build_silver
+from streaming import bronze
+
+INGEST = datetime(2026, 3, 20, tzinfo=timezone.utc)
+AS_OF = date(2026, 3, 5)
+
+
+def _bronze_event(event_id, platform, user_id, event_time, *, offset, topic=None, event_type="like"):
+    topic = topic or f"engagement.{platform}.events"
+    return {
+        "event_id": event_id,
+        "schema_version": 1,
+        "event_type": event_type,
+        "platform": platform,
+        "user_id": user_id,
+        "event_time": event_time,
+        "content_id": "c-1",
+        "group_id": None,
+        "channel": None,
+        "inviter_user_id": None,
+        "target_platform": None,
+        "extra": None,
+        "kafka_topic": topic,
+        "kafka_partition": 0,
+        "kafka_offset": offset,
+        "kafka_key": user_id,
+        "kafka_timestamp": None,
+        "ingest_time": INGEST,
+    }
+
+
+def _link(link_id, kuaishou, openid, unionid, linked_at):
+    return {
+        "link_id": link_id,
+        "kuaishou_user_id": kuaishou,
+        "wechat_openid": openid,
+        "wechat_unionid": unionid,
+        "linked_at": linked_at,
+        "extra": None,
+        "kafka_topic": "engagement.identity",
+        "kafka_partition": 0,
+        "kafka_offset": 0,
+        "kafka_key": kuaishou,
+        "kafka_timestamp": None,
+        "ingest_time": INGEST,
+    }
+
+
+@pytest.fixture()
+def silver(spark):
+    events = [
+        # 16:30Z on 03-01 is 00:30 on 03-02 in Asia/Shanghai; 15:59:59Z stays on 03-01.
+        _bronze_event("e-1", "kuaishou", "k1", "2026-03-01T16:30:00Z", offset=0),
+        _bronze_event("e-2", "kuaishou", "k1", "2026-03-01T15:59:59Z", offset=1),
+        # Lower-case t/z is RFC 3339 too.
+        _bronze_event("e-3", "wechat", "o1", "2026-03-02t08:00:00.125z", offset=0),
+        # A redelivery of e-3 at a later offset, carrying different content: the first copy wins.
+        _bronze_event("e-3", "wechat", "o1", "2026-03-03T08:00:00Z", offset=7),
+        # After as_of_date (local 03-06): not in silver.
+        _bronze_event("e-4", "wechat", "o2", "2026-03-06T00:10:00+08:00", offset=1),
+        _bronze_event("e-5", "wechat", "o2", "2026-03-05T23:50:00+08:00", offset=2),
+    ]
+    links = [
+        # Linked after as_of_date: a person is still one person (links are not bounded by date).
+        _link("l-1", "k1", "o1", None, "2026-03-30T00:00:00Z"),
+        _link("l-1", "k1", "o1", None, "2026-03-30T00:00:00Z"),  # redelivered link
+    ]
+    bronze_events = spark.createDataFrame(events, spark_ddl(bronze.BRONZE_EVENTS_SCHEMA))
+    bronze_identity = spark.createDataFrame(links, spark_ddl(bronze.BRONZE_IDENTITY_SCHEMA))
+    return build_silver(bronze_events, bronze_identity, timezone="Asia/Shanghai", as_of_date=AS_OF)
+
+
+def test_events_are_typed_dated_in_the_reporting_zone_and_deduplicated(silver):
+    events, _ = silver
+    rows = {r["event_id"]: r for r in events.collect()}
+    assert sorted(rows) == ["e-1", "e-2", "e-3", "e-5"]
+    assert {k: r["event_date"] for k, r in rows.items()} == {
+        "e-1": date(2026, 3, 2),
+        "e-2": date(2026, 3, 1),
+        "e-3": date(2026, 3, 2),
+        "e-5": date(2026, 3, 5),
+    }
+    assert rows["e-3"]["event_time"] == datetime(2026, 3, 2, 8, 0, 0, 125000)  # the offset-0 copy, in UTC
+
+
+def test_accounts_of_one_person_share_a_person_id(silver):
+    events, identity_map = silver
+    persons = {(r["platform"], r["user_id"]): r["person_id"] for r in identity_map.collect()}
+    assert set(persons) == {("kuaishou", "k1"), ("wechat", "o1"), ("wechat", "o2")}
+    assert persons[("kuaishou", "k1")] == persons[("wechat", "o1")] != persons[("wechat", "o2")]
+    by_event = {r["event_id"]: r["person_id"] for r in events.collect()}
+    assert by_event["e-1"] == by_event["e-3"] == persons[("wechat", "o1")]
+    assert by_event["e-5"] == persons[("wechat", "o2")]
