@@ -8,7 +8,7 @@ export ENGAGEMENT_HOME ?= $(CURDIR)/var
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(CURDIR)/$(BIN)/python
 
-.PHONY: demo test env kafka-jars lock clean bench
+.PHONY: demo test env kafka-jars postgres-server lock clean bench
 
 env: $(STAMP) kafka-jars
 
@@ -31,8 +31,18 @@ lock:
 demo: env
 	$(BIN)/engagement demo
 
-test: env
+test: env postgres-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The PostgreSQL publication tests start a real, throw-away PostgreSQL server.
+postgres-server:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing PostgreSQL (Debian package) for the tests ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else \
+	    echo "error: the tests need a PostgreSQL server (initdb); install it, e.g. sudo apt-get install postgresql" >&2; exit 1; \
+	  fi; }
 
 bench: env
 	$(BIN)/python bench/loader_bench.py
