@@ -328,6 +328,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         ("streaming.producer", "ProduceError"),
         ("streaming.generator", "GeneratorConfigError"),
         ("engagement.query", "QueryError"),
+        ("engagement.postgres", "PostgresPublishError"),
         ("jobs.pipeline", "PipelineError"),
         ("expectations.runner", "QualityGateFailed"),
     ):

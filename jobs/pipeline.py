@@ -196,6 +196,11 @@ def publish(settings: Settings, as_of_date: date) -> Path:
     tmp = directory / f".{as_of_date.isoformat()}.tmp"
     tmp.write_text(json.dumps(record, indent=2))
     os.replace(tmp, directory / f"{as_of_date.isoformat()}.json")
+    if settings.postgres_url:
+        # After the record: a PostgreSQL failure fails the step, and a retry republishes (idempotent).
+        from engagement.postgres import publish_to_postgres
+
+        publish_to_postgres(settings.postgres_url, settings.warehouse, as_of_date)
     return directory / f"{as_of_date.isoformat()}.json"
 
 

@@ -1,0 +1,200 @@
+"""Mirror the published gold tables into PostgreSQL, for deployments that have one.
+
+PostgreSQL shows what ``engagement query`` shows: schema ``gold`` has one table per gold table.
+Tables without an ``as_of_date`` column hold the latest published run (each run recomputes the
+whole corrected history); ``group_health`` and ``cross_platform_overlap`` keep every published
+snapshot. ``gold._publications`` records which dates were mirrored, so a backfill of an older
+date adds its snapshots without overwriting the history tables with older numbers.
+
+The URL (``ENGAGEMENT_POSTGRES_URL``) holds a password: it never appears in a message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from pathlib import Path
+
+from engagement.warehouse import GOLD_TABLES, SNAPSHOT_TABLES, gold_path, published_dir
+
+log = logging.getLogger("engagement.postgres")
+
+SCHEMA = "gold"
+
+
+class PostgresPublishError(RuntimeError):
+    """Publishing to PostgreSQL failed; the message says what to check (never the password)."""
+
+
+def postgres_type(arrow_type) -> str:
+    """The PostgreSQL column type for an Arrow type (raises ValueError for one we do not map)."""
+    import pyarrow as pa
+
+    checks = (
+        (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "text"),
+        (pa.types.is_int64, "bigint"),
+        (pa.types.is_int32, "integer"),
+        (lambda t: pa.types.is_int16(t) or pa.types.is_int8(t), "smallint"),
+        (pa.types.is_float64, "double precision"),
+        (pa.types.is_float32, "real"),
+        (pa.types.is_date32, "date"),
+        (pa.types.is_boolean, "boolean"),
+        (pa.types.is_timestamp, "timestamptz"),
+        (pa.types.is_decimal, "numeric"),
+    )
+    for matches, name in checks:
+        if matches(arrow_type):
+            return name
+    raise ValueError(f"no PostgreSQL type for Arrow type {arrow_type}")
+
+
+def publish_to_postgres(url: str, warehouse: Path, as_of_date: date) -> dict[str, int]:
+    """Mirror the gold tables published for ``as_of_date`` into PostgreSQL, in one transaction.
+
+    Snapshot tables: the rows of ``as_of_date`` are replaced. History tables: all rows are
+    replaced, but only when ``as_of_date`` is not older than the latest date already mirrored.
+    Returns the rows loaded per table (history tables skipped by a backfill are left out).
+    """
+    tables = _read_published_gold(warehouse, as_of_date)
+    try:
+        import psycopg
+        from psycopg import sql
+    except ImportError as exc:  # pragma: no cover - the dependency is in pyproject.toml
+        raise PostgresPublishError("psycopg is not installed: run `make env`") from exc
+
+    try:
+        conn = psycopg.connect(url, connect_timeout=10)
+    except psycopg.Error as exc:
+        # `from None`: the driver's own exception may quote a malformed URL, password included.
+        raise PostgresPublishError(
+            f"could not connect to PostgreSQL at {_describe_target(url)} (ENGAGEMENT_POSTGRES_URL): "
+            f"check the host, port and database name in the URL and that the server is running "
+            f"and accepts this user. Driver said: {_scrub(str(exc), url)}"
+        ) from None
+
+    loaded: dict[str, int] = {}
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            # Naive timestamps from Spark are UTC instants.
+            cur.execute("SET LOCAL TIME ZONE 'UTC'")
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
+            cur.execute(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {}._publications ("
+                    "as_of_date date PRIMARY KEY, published_at timestamptz NOT NULL, row_counts jsonb NOT NULL)"
+                ).format(sql.Identifier(SCHEMA))
+            )
+            # One publisher at a time: the "latest date" check below must not race another run.
+            cur.execute(sql.SQL("LOCK TABLE {}._publications IN EXCLUSIVE MODE").format(sql.Identifier(SCHEMA)))
+            cur.execute(sql.SQL("SELECT max(as_of_date) FROM {}._publications").format(sql.Identifier(SCHEMA)))
+            latest = cur.fetchone()[0]
+            replace_history = latest is None or as_of_date >= latest
+            if not replace_history:
+                log.info("%s is older than %s, already in PostgreSQL: history tables left as they are", as_of_date, latest)
+
+            for name, table in tables.items():
+                target = sql.Identifier(SCHEMA, name)
+                _ensure_table(cur, name, table)
+                if name in SNAPSHOT_TABLES:
+                    cur.execute(sql.SQL("DELETE FROM {} WHERE as_of_date = %s").format(target), (as_of_date,))
+                elif replace_history:
+                    # DELETE, not TRUNCATE: TRUNCATE's lock would block analysts' reads.
+                    cur.execute(sql.SQL("DELETE FROM {}").format(target))
+                else:
+                    continue
+                columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+                with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, columns)) as copy:
+                    for row in zip(*(column.to_pylist() for column in table.columns)):
+                        copy.write_row(row)
+                loaded[name] = table.num_rows
+
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {}._publications (as_of_date, published_at, row_counts) VALUES (%s, now(), %s) "
+                    "ON CONFLICT (as_of_date) DO UPDATE SET published_at = EXCLUDED.published_at, "
+                    "row_counts = EXCLUDED.row_counts"
+                ).format(sql.Identifier(SCHEMA)),
+                (as_of_date, json.dumps({name: table.num_rows for name, table in tables.items()})),
+            )
+    except psycopg.Error as exc:
+        raise PostgresPublishError(
+            f"publishing gold for {as_of_date} to PostgreSQL at {_describe_target(url)} failed and was "
+            f"rolled back (nothing changed): {_scrub(str(exc), url)}"
+        ) from None
+    finally:
+        conn.close()
+    log.info("gold for %s mirrored to PostgreSQL: %s", as_of_date, loaded)
+    return loaded
+
+
+def _read_published_gold(warehouse: Path, as_of_date: date):
+    """Every gold table published for ``as_of_date``, as Arrow tables."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not (published_dir(warehouse) / f"{as_of_date.isoformat()}.json").is_file():
+        raise PostgresPublishError(
+            f"gold for {as_of_date} is not published in {warehouse}: run `engagement run --as-of {as_of_date}` first"
+        )
+    tables = {}
+    for name in GOLD_TABLES:
+        files = sorted(gold_path(warehouse, name, as_of_date).glob("*.parquet"))
+        if not files:
+            raise PostgresPublishError(f"no Parquet files for {name} in {gold_path(warehouse, name, as_of_date)}")
+        tables[name] = pa.concat_tables(pq.read_table(f) for f in files)
+    return tables
+
+
+def _ensure_table(cur, name: str, table) -> None:
+    """Create ``gold.<name>`` from the Arrow schema, or check an existing one has the same columns."""
+    from psycopg import sql
+
+    try:
+        wanted = [(field.name, postgres_type(field.type)) for field in table.schema]
+    except ValueError as exc:
+        raise PostgresPublishError(f"gold table {name}: {exc}") from exc
+    cur.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
+        "ORDER BY ordinal_position",
+        (SCHEMA, name),
+    )
+    existing = [row[0] for row in cur.fetchall()]
+    if not existing:
+        columns = sql.SQL(", ").join(
+            sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(pg_type)) for column, pg_type in wanted
+        )
+        cur.execute(sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(SCHEMA, name), columns))
+    elif existing != [column for column, _ in wanted]:
+        raise PostgresPublishError(
+            f"{SCHEMA}.{name} in PostgreSQL has columns {existing}, the gold table has "
+            f"{[column for column, _ in wanted]}: the gold schema changed; drop {SCHEMA}.{name} and re-publish "
+            f"(snapshot tables need every date re-published)"
+        )
+
+
+def _describe_target(url: str) -> str:
+    """``host:port/database`` of a connection URL, without user or password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except Exception:  # a malformed URL: say so without quoting it
+        return "<unparseable URL>"
+    return f"{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '<default database>')}"
+
+
+def _scrub(message: str, url: str) -> str:
+    """``message`` with the URL and its password blanked out."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    secrets = [url]
+    try:
+        password = conninfo_to_dict(url).get("password")
+    except Exception:
+        password = None
+    if password:
+        secrets.append(str(password))
+    for secret in secrets:
+        message = message.replace(secret, "***")
+    return message.strip()
