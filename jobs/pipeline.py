@@ -113,7 +113,7 @@ def build_silver_step(spark, settings: Settings, as_of_date: date) -> dict[str, 
     for name, df in (("identity_map", identity_map), ("events", events)):
         path = silver_path(settings.warehouse, name, as_of_date)
         df.write.mode("overwrite").parquet(str(path))
-        counts[name] = spark.read.parquet(str(path)).count()
+        counts[name] = _parquet_rows(path)
     return counts
 
 
@@ -155,7 +155,7 @@ def build_gold_step(spark, settings: Settings, as_of_date: date) -> dict[str, in
     for name, df in build_gold_tables(events, identity_map, as_of_date=as_of_date).items():
         path = staging_path(settings.warehouse, name, as_of_date)
         df.coalesce(1).write.mode("overwrite").parquet(str(path))
-        counts[name] = spark.read.parquet(str(path)).count()
+        counts[name] = _parquet_rows(path)
     events.unpersist()
     return counts
 
