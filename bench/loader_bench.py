@@ -30,7 +30,9 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from engagement.settings import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC, Settings  # noqa: E402
+from core import layout
+from core.contract import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from streaming import broker, bronze  # noqa: E402
 from streaming.topics import create_topics  # noqa: E402
 
@@ -100,7 +102,7 @@ def produce_backlog(bootstrap_servers: str, events: int) -> int:
 def _marked(warehouse: Path) -> int:
     """Offsets covered by bronze markers: the loader's durable progress."""
     total = 0
-    for table in (bronze.BRONZE_EVENTS, bronze.BRONZE_IDENTITY):
+    for table in (layout.BRONZE_EVENTS, layout.BRONZE_IDENTITY):
         for directory in (warehouse / table).glob("topic=*/partition=*"):
             total += sum(r.last - r.first + 1 for r in bronze.ranges_in(directory))
     return total

@@ -11,8 +11,8 @@ quality gate passes:
 * Idempotent: every task reads and writes the folders of its own logical date only.
 * A failed critical expectation fails its task; nothing of that date is published and the
   previously published tables stay visible to analysts.
-* Logic lives in `jobs.pipeline` (the same functions `engagement run --as-of D` calls); this
-  file only wires tasks.
+* Logic lives in `engagement.pipeline`, whose `STEPS` give the tasks and their order (the same
+  functions `engagement run --as-of D` calls); this file only wires them.
 """
 
 from __future__ import annotations
@@ -20,15 +20,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import chain, dag, task
+
+from engagement.pipeline import STEP_NAMES
 
 
-def _step(name: str) -> dict:
-    """Run one pipeline step for this run's date (imports Spark only at run time)."""
+@task
+def run_step(step: str) -> dict:
+    """Run one pipeline step for this run's date (Spark and GX are imported only here)."""
     from airflow.sdk import get_current_context
 
-    from engagement.settings import Settings
-    from jobs import pipeline
+    from core.settings import Settings
+    from engagement.pipeline import run_step as run
 
     settings = Settings.from_env()
     context = get_current_context()
@@ -36,17 +39,7 @@ def _step(name: str) -> dict:
     # reporting zone (a run for 2026-03-01 starts at 00:00 Asia/Shanghai = 16:00Z the day before).
     when = context.get("logical_date") or context["dag_run"].run_after
     as_of = pendulum.instance(when).in_timezone(settings.timezone).date()
-    if name == "publish":
-        pipeline.publish(settings, as_of)
-        return {"published": as_of.isoformat()}
-    spark = pipeline.spark_for(settings, app_name=f"engagement_daily.{name}")
-    result = {
-        "validate_bronze": pipeline.validate_bronze,
-        "build_silver": pipeline.build_silver_step,
-        "validate_silver": pipeline.validate_silver,
-        "build_gold": pipeline.build_gold_step,
-        "validate_gold": pipeline.validate_gold,
-    }[name](spark, settings, as_of)
+    result = run(step, settings, as_of)
     if hasattr(result, "summary"):
         print(result.summary())
         return result.to_dict()
@@ -64,31 +57,7 @@ def _step(name: str) -> dict:
     doc_md=__doc__,
 )
 def engagement_daily():
-    @task
-    def validate_bronze() -> dict:
-        return _step("validate_bronze")
-
-    @task
-    def build_silver() -> dict:
-        return _step("build_silver")
-
-    @task
-    def validate_silver() -> dict:
-        return _step("validate_silver")
-
-    @task
-    def build_gold() -> dict:
-        return _step("build_gold")
-
-    @task
-    def validate_gold() -> dict:
-        return _step("validate_gold")
-
-    @task
-    def publish() -> dict:
-        return _step("publish")
-
-    validate_bronze() >> build_silver() >> validate_silver() >> build_gold() >> validate_gold() >> publish()
+    chain(*(run_step.override(task_id=step)(step) for step in STEP_NAMES))
 
 
 engagement_daily()

@@ -13,13 +13,14 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from engagement.settings import Settings
+from core.errors import UserError
+from core.settings import Settings
 
 DAGS_FOLDER = Path(__file__).resolve().parent.parent / "dags"
 DAG_ID = "engagement_daily"
 
 
-class AirflowRunError(RuntimeError):
+class AirflowRunError(UserError):
     pass
 
 
@@ -59,7 +60,11 @@ def prepare_airflow(settings: Settings) -> None:
         text=True,
     )
     if done.returncode != 0:
-        raise AirflowRunError(f"`airflow db migrate` failed:\n{done.stderr[-2000:]}")
+        raise AirflowRunError(
+            f"`airflow db migrate` failed for AIRFLOW_HOME={home}: check that the folder is writable "
+            "and AIRFLOW__DATABASE__SQL_ALCHEMY_CONN (if set) reachable; --verbose shows Airflow's output",
+            details=done.stderr[-2000:],
+        )
     marker.touch()
 
 

@@ -1,5 +1,9 @@
 """``engagement``: the one command-line program for every job a person runs by hand.
 
+This module parses arguments and dispatches to the functions the DAG and the tests call too;
+an error the user can fix (:class:`core.errors.UserError`) is printed on one line, without a
+traceback unless ``--verbose``.
+
     engagement kafka install|start|stop|status     the local single-node broker (KRaft)
     engagement topics create [--partitions N]      the four topics of the event contract
     engagement generate [--to-kafka|--output F]    synthetic traffic for both platforms
@@ -19,16 +23,14 @@ import json
 import logging
 import sys
 import time
+import traceback
 from datetime import date, timedelta
 from pathlib import Path
 
-from engagement.settings import Settings, SettingsError, get_settings
+from core.errors import UserError
+from core.settings import Settings, get_settings
 
 log = logging.getLogger("engagement")
-
-
-class UserError(RuntimeError):
-    """An error the user can fix; printed without a traceback."""
 
 
 def _date(text: str) -> date:
@@ -94,33 +96,7 @@ def _generator_config(args: argparse.Namespace, settings: Settings):
     if args.users:
         overrides["kuaishou_users"] = args.users
         overrides["wechat_users"] = args.users
-    try:
-        return GeneratorConfig(**overrides)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
-
-
-class _Progress:
-    """A single updating line on a terminal; a line every few seconds otherwise."""
-
-    def __init__(self, label: str, every: float = 2.0) -> None:
-        self.label = label
-        self.every = every
-        self.started = time.monotonic()
-        self.last = 0.0
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, count: int, *, final: bool = False) -> None:
-        now = time.monotonic()
-        if not final and now - self.last < self.every:
-            return
-        self.last = now
-        rate = count / max(now - self.started, 1e-6)
-        text = f"{self.label}: {count:,} ({rate:,.0f}/s)"
-        if self.tty:
-            print("\r" + text, end="\n" if final else "", file=sys.stderr, flush=True)
-        else:
-            print(text, file=sys.stderr, flush=True)
+    return GeneratorConfig(**overrides)  # GeneratorConfigError names a setting out of range
 
 
 def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
@@ -134,9 +110,10 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
         count = write_jsonl(messages, Path(args.output))
         _say(f"wrote {count:,} messages to {args.output}")
         return 0
+    from engagement.progress import Progress
     from streaming.producer import produce
 
-    progress = _Progress("produced")
+    progress = Progress("produced")
     count = produce(messages, settings.bootstrap_servers, progress=progress)
     progress(count, final=True)
     _say(f"produced {count:,} messages to {settings.bootstrap_servers}")
@@ -170,7 +147,7 @@ def _dates(args: argparse.Namespace) -> list[date]:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from jobs.pipeline import run_daily, spark_for
+    from engagement.pipeline import run_daily, spark_for
 
     dates = _dates(args)
     spark = spark_for(settings)
@@ -185,11 +162,9 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
-    from jobs import pipeline
+    from engagement.pipeline import GATES, spark_for
 
-    spark = pipeline.spark_for(settings)
-    step = {"bronze": pipeline.validate_bronze, "silver": pipeline.validate_silver, "gold": pipeline.validate_gold}[args.layer]
-    report = step(spark, settings, args.as_of)
+    report = GATES[args.layer](spark_for(settings), settings, args.as_of)
     _say(report.summary())
     return 0
 
@@ -319,26 +294,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _known_errors() -> tuple[type[BaseException], ...]:
-    """Errors that carry a message for the user; anything else is a bug and shows a traceback."""
-    errors: list[type[BaseException]] = [UserError, SettingsError]
-    for module, name in (
-        ("streaming.broker", "BrokerError"),
-        ("streaming.loader", "LoaderError"),
-        ("streaming.producer", "ProduceError"),
-        ("streaming.generator", "GeneratorConfigError"),
-        ("engagement.query", "QueryError"),
-        ("engagement.postgres", "PostgresPublishError"),
-        ("jobs.pipeline", "PipelineError"),
-        ("expectations.runner", "QualityGateFailed"),
-    ):
-        try:
-            errors.append(getattr(__import__(module, fromlist=[name]), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(errors)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -358,11 +313,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:
-        if isinstance(exc, _known_errors()):
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except UserError as exc:
+        if args.verbose:
+            traceback.print_exc()
+            if exc.details:
+                print(exc.details, file=sys.stderr)
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

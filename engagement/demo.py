@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from dataclasses import asdict
 from datetime import date, timedelta
 
-from engagement.settings import Settings
+from core.settings import Settings
 
 DEMO_START = date(2026, 10, 1)
 
@@ -37,6 +36,7 @@ def _expected_for_report(rates: dict) -> dict:
 
 
 def run_demo(settings: Settings, *, days: int = 35, seed: int = 7, users: int = 0, use_airflow: bool = True) -> int:
+    from engagement.progress import Progress
     from engagement.report import headline, render_headline
     from streaming import broker
     from streaming.generator import GeneratorConfig, expected_rates, generate
@@ -63,14 +63,9 @@ def run_demo(settings: Settings, *, days: int = 35, seed: int = 7, users: int = 
     if marker.exists():
         _say(f"   already produced ({marker.name}); not producing it again")
     else:
-        last = [0.0]
-
-        def progress(count: int) -> None:
-            if time.monotonic() - last[0] >= 3:
-                last[0] = time.monotonic()
-                print(f"   produced {count:,} messages", file=sys.stderr, flush=True)
-
+        progress = Progress("   produced", every=3)
         count = produce(generate(config), settings.bootstrap_servers, progress=progress)
+        progress(count, final=True)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"messages": count, "config": asdict(config)}, default=str, indent=2))
         _say(f"   produced {count:,} messages")
@@ -89,7 +84,7 @@ def run_demo(settings: Settings, *, days: int = 35, seed: int = 7, users: int = 
         _say(f"== 4/5 Airflow: engagement_daily for {as_of} (dag.test, SQLite metadata)")
         run_dag(settings, as_of)
     else:
-        from jobs.pipeline import run_daily, spark_for
+        from engagement.pipeline import run_daily, spark_for
 
         _say(f"== 4/5 Pipeline for {as_of} (without a scheduler)")
         run_daily(spark_for(settings), settings, as_of, on_step=lambda s: _say(f"   {s}"))

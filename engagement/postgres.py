@@ -16,37 +16,45 @@ import logging
 from datetime import date
 from pathlib import Path
 
-from engagement.warehouse import GOLD_TABLES, SNAPSHOT_TABLES, gold_path, published_dir
+from core import tables
+from core.errors import UserError
+from core.layout import gold_path, publication_record
+from core.tables import GOLD_TABLES
 
 log = logging.getLogger("engagement.postgres")
 
 SCHEMA = "gold"
 
 
-class PostgresPublishError(RuntimeError):
+class PostgresPublishError(UserError):
     """Publishing to PostgreSQL failed; the message says what to check (never the password)."""
 
 
-def postgres_type(arrow_type) -> str:
-    """The PostgreSQL column type for an Arrow type (raises ValueError for one we do not map)."""
-    import pyarrow as pa
+POSTGRES_TYPES = {
+    "string": "text",
+    "int": "integer",
+    "bigint": "bigint",
+    "double": "double precision",
+    "boolean": "boolean",
+    "date": "date",
+    "timestamp": "timestamptz",
+    "binary": "bytea",
+}
 
-    checks = (
-        (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "text"),
-        (pa.types.is_int64, "bigint"),
-        (pa.types.is_int32, "integer"),
-        (lambda t: pa.types.is_int16(t) or pa.types.is_int8(t), "smallint"),
-        (pa.types.is_float64, "double precision"),
-        (pa.types.is_float32, "real"),
-        (pa.types.is_date32, "date"),
-        (pa.types.is_boolean, "boolean"),
-        (pa.types.is_timestamp, "timestamptz"),
-        (pa.types.is_decimal, "numeric"),
+
+def create_table_sql(table: tables.Table):
+    """``CREATE TABLE gold.<name> (...)`` from the table's definition in ``core.tables``."""
+    from psycopg import sql
+
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(column.name),
+            sql.SQL(POSTGRES_TYPES[column.type]),
+            sql.SQL("" if column.nullable else " NOT NULL"),
+        )
+        for column in table.columns
     )
-    for matches, name in checks:
-        if matches(arrow_type):
-            return name
-    raise ValueError(f"no PostgreSQL type for Arrow type {arrow_type}")
+    return sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(SCHEMA, table.name), columns)
 
 
 def publish_to_postgres(url: str, warehouse: Path, as_of_date: date) -> dict[str, int]:
@@ -56,7 +64,7 @@ def publish_to_postgres(url: str, warehouse: Path, as_of_date: date) -> dict[str
     replaced, but only when ``as_of_date`` is not older than the latest date already mirrored.
     Returns the rows loaded per table (history tables skipped by a backfill are left out).
     """
-    tables = _read_published_gold(warehouse, as_of_date)
+    gold = _read_published_gold(warehouse, as_of_date)
     try:
         import psycopg
         from psycopg import sql
@@ -93,19 +101,20 @@ def publish_to_postgres(url: str, warehouse: Path, as_of_date: date) -> dict[str
             if not replace_history:
                 log.info("%s is older than %s, already in PostgreSQL: history tables left as they are", as_of_date, latest)
 
-            for name, table in tables.items():
+            for name, table in gold.items():
                 target = sql.Identifier(SCHEMA, name)
-                _ensure_table(cur, name, table)
-                if name in SNAPSHOT_TABLES:
+                definition = tables.GOLD[name]
+                _ensure_table(cur, definition)
+                if definition.is_snapshot:
                     cur.execute(sql.SQL("DELETE FROM {} WHERE as_of_date = %s").format(target), (as_of_date,))
                 elif replace_history:
                     # DELETE, not TRUNCATE: TRUNCATE's lock would block analysts' reads.
                     cur.execute(sql.SQL("DELETE FROM {}").format(target))
                 else:
                     continue
-                columns = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+                columns = sql.SQL(", ").join(sql.Identifier(c) for c in definition.column_names)
                 with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(target, columns)) as copy:
-                    for row in zip(*(column.to_pylist() for column in table.columns)):
+                    for row in zip(*(table.column(c).to_pylist() for c in definition.column_names)):
                         copy.write_row(row)
                 loaded[name] = table.num_rows
 
@@ -115,7 +124,7 @@ def publish_to_postgres(url: str, warehouse: Path, as_of_date: date) -> dict[str
                     "ON CONFLICT (as_of_date) DO UPDATE SET published_at = EXCLUDED.published_at, "
                     "row_counts = EXCLUDED.row_counts"
                 ).format(sql.Identifier(SCHEMA)),
-                (as_of_date, json.dumps({name: table.num_rows for name, table in tables.items()})),
+                (as_of_date, json.dumps({name: table.num_rows for name, table in gold.items()})),
             )
     except psycopg.Error as exc:
         raise PostgresPublishError(
@@ -133,42 +142,33 @@ def _read_published_gold(warehouse: Path, as_of_date: date):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if not (published_dir(warehouse) / f"{as_of_date.isoformat()}.json").is_file():
+    if not publication_record(warehouse, as_of_date).is_file():
         raise PostgresPublishError(
             f"gold for {as_of_date} is not published in {warehouse}: run `engagement run --as-of {as_of_date}` first"
         )
-    tables = {}
+    gold = {}
     for name in GOLD_TABLES:
         files = sorted(gold_path(warehouse, name, as_of_date).glob("*.parquet"))
         if not files:
             raise PostgresPublishError(f"no Parquet files for {name} in {gold_path(warehouse, name, as_of_date)}")
-        tables[name] = pa.concat_tables(pq.read_table(f) for f in files)
-    return tables
+        gold[name] = pa.concat_tables(pq.read_table(f) for f in files)
+    return gold
 
 
-def _ensure_table(cur, name: str, table) -> None:
-    """Create ``gold.<name>`` from the Arrow schema, or check an existing one has the same columns."""
-    from psycopg import sql
-
-    try:
-        wanted = [(field.name, postgres_type(field.type)) for field in table.schema]
-    except ValueError as exc:
-        raise PostgresPublishError(f"gold table {name}: {exc}") from exc
+def _ensure_table(cur, table: tables.Table) -> None:
+    """Create ``gold.<name>`` from its definition, or check an existing one has the same columns."""
     cur.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s "
         "ORDER BY ordinal_position",
-        (SCHEMA, name),
+        (SCHEMA, table.name),
     )
     existing = [row[0] for row in cur.fetchall()]
     if not existing:
-        columns = sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(pg_type)) for column, pg_type in wanted
-        )
-        cur.execute(sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(SCHEMA, name), columns))
-    elif existing != [column for column, _ in wanted]:
+        cur.execute(create_table_sql(table))
+    elif existing != list(table.column_names):
         raise PostgresPublishError(
-            f"{SCHEMA}.{name} in PostgreSQL has columns {existing}, the gold table has "
-            f"{[column for column, _ in wanted]}: the gold schema changed; drop {SCHEMA}.{name} and re-publish "
+            f"{SCHEMA}.{table.name} in PostgreSQL has columns {existing}, the gold table has "
+            f"{list(table.column_names)}: the gold schema changed; drop {SCHEMA}.{table.name} and re-publish "
             f"(snapshot tables need every date re-published)"
         )
 

@@ -17,11 +17,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from engagement.warehouse import GOLD_TABLES, SNAPSHOT_TABLES, gold_path, published_dates
+from core.errors import UserError
+from core.layout import gold_path, published_dates
+from core.tables import GOLD_TABLES, SNAPSHOT_TABLES
 
 
-class QueryError(RuntimeError):
-    pass
+class QueryError(UserError):
+    """Nothing to query yet, or the SQL was refused; the message says which."""
 
 
 @dataclass
@@ -64,7 +66,7 @@ def run_query(warehouse: Path, sql: str, *, as_of: date | None = None) -> QueryR
     try:
         cursor = con.execute(sql)
     except duckdb.Error as exc:
-        raise QueryError(f"{exc}\n(tables: {', '.join(GOLD_TABLES)})") from exc
+        raise QueryError(f"{' '.join(str(exc).split())} (tables: {', '.join(GOLD_TABLES)})") from exc
     columns = [d[0] for d in cursor.description] if cursor.description else []
     # DuckDB returns DECIMAL for literals and SUM()/division results: analysts want numbers.
     rows = [tuple(float(v) if isinstance(v, Decimal) else v for v in row) for row in cursor.fetchall()] if cursor.description else []

@@ -11,8 +11,9 @@ import json
 import socket
 from typing import Any
 
-from engagement.settings import DEADLETTER_TOPIC, IDENTITY_TOPIC, Settings
-from engagement.warehouse import published_dates, published_dir
+from core.contract import CONTRACT_TOPICS, DEADLETTER_TOPIC
+from core.layout import publication_record, published_dates
+from core.settings import Settings
 
 
 def consumer_lag(settings: Settings) -> dict[str, dict[str, int | None]]:
@@ -20,7 +21,7 @@ def consumer_lag(settings: Settings) -> dict[str, dict[str, int | None]]:
     from kafka import KafkaAdminClient, KafkaConsumer
     from kafka.structs import TopicPartition
 
-    topics = [*settings.event_topics, IDENTITY_TOPIC, DEADLETTER_TOPIC]
+    topics = list(CONTRACT_TOPICS)
     # Short timeouts: a status command answers in seconds or says what it could not reach.
     client = {
         "bootstrap_servers": settings.bootstrap_servers.split(","),
@@ -78,7 +79,7 @@ def pipeline_status(settings: Settings) -> dict[str, Any]:
     dates = published_dates(settings.warehouse)
     status["published"] = [d.isoformat() for d in dates]
     if dates:
-        record = json.loads((published_dir(settings.warehouse) / f"{dates[-1].isoformat()}.json").read_text())
+        record = json.loads(publication_record(settings.warehouse, dates[-1]).read_text())
         status["last_publication"] = record
     return status
 

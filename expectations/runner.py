@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from core.errors import UserError
 from expectations.suites import CRITICAL, LAYERS, SUITES, WARNING
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ class LayerReport:
         }
 
 
-class QualityGateFailed(RuntimeError):
+class QualityGateFailed(UserError):
     """A critical expectation failed: the layer must not be published."""
 
     def __init__(self, report: LayerReport) -> None:

@@ -16,8 +16,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engagement.contract import CHANNELS, EVENT_FIELDS, EVENT_TYPES, IDENTITY_FIELDS, PLATFORMS, RFC3339_PATTERN
-from engagement.settings import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC
+from core import tables
+from core.contract import (
+    CHANNELS,
+    EVENT_TYPES,
+    IDENTITY_TOPIC,
+    KUAISHOU_TOPIC,
+    MAX_ID_CHARS,
+    PLATFORMS,
+    RFC3339_PATTERN,
+    WECHAT_TOPIC,
+)
+from core.tables import ACCOUNT_KINDS, FUNNELS, PROPAGATION_WINDOW_SECONDS, RETENTION_DAY_OFFSETS
 
 if TYPE_CHECKING:
     from great_expectations import ExpectationSuite
@@ -27,108 +37,19 @@ CRITICAL = "critical"
 WARNING = "warning"
 SEVERITIES = (CRITICAL, WARNING)
 
-FUNNELS = ("invite", "content")
-RETENTION_DAY_OFFSETS = (1, 7, 14, 30)
-# silver.identity_map.platform: the account kind (see jobs/schemas.py).
-IDENTITY_PLATFORMS = ("kuaishou", "wechat", "wechat_unionid")
-MAX_ID_CHARS = 128
-PROPAGATION_WINDOW_S = 24 * 60 * 60
 # Exact rates are recomputed from their counts; allow only floating-point noise.
 RATE_TOLERANCE = 1e-9
-
-
-_KAFKA_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "ingest_time")
-_KAFKA_REQUIRED = ("kafka_topic", "kafka_partition", "kafka_offset", "ingest_time")
-BRONZE_EVENT_COLUMNS = (*EVENT_FIELDS, "extra", *_KAFKA_COLUMNS)
-BRONZE_EVENT_REQUIRED = (
-    "event_id",
-    "schema_version",
-    "event_type",
-    "platform",
-    "user_id",
-    "event_time",
-    *_KAFKA_REQUIRED,
-)
-BRONZE_IDENTITY_COLUMNS = (*IDENTITY_FIELDS, *_KAFKA_COLUMNS)
-BRONZE_IDENTITY_REQUIRED = ("link_id", "kuaishou_user_id", "wechat_openid", "linked_at", *_KAFKA_REQUIRED)
-
-# Gold tables (DESIGN section 5): the exact column set of each, and its key.
-GOLD_COLUMNS: dict[str, tuple[str, ...]] = {
-    "daily_engagement": ("platform", "event_date", "event_type", "events", "users"),
-    "join_conversion": (
-        "platform",
-        "cohort_date",
-        "funnel",
-        "attempts",
-        "conversions",
-        "conversion_rate",
-    ),
-    "retention_cohorts": (
-        "platform",
-        "cohort_date",
-        "day_offset",
-        "cohort_users",
-        "retained_users",
-        "retention_rate",
-    ),
-    "member_lifetime": (
-        "platform",
-        "cohort_month",
-        "users",
-        "avg_lifetime_days",
-        "median_lifetime_days",
-    ),
-    "group_health": (
-        "platform",
-        "group_id",
-        "as_of_date",
-        "origin_channel",
-        "first_event_date",
-        "last_event_date",
-        "members",
-        "active_members_7d",
-        "silent_members_7d",
-        "inactive_members_14d",
-        "alive_30d",
-    ),
-    "group_survival": (
-        "platform",
-        "origin_channel",
-        "cohort_month",
-        "groups",
-        "survived_30d",
-        "survival_rate_30d",
-    ),
-    "cross_platform_propagation": (
-        "event_date",
-        "likes",
-        "propagated",
-        "propagation_rate",
-        "latency_p50_s",
-        "latency_p90_s",
-        "latency_p99_s",
-    ),
-    "cross_platform_overlap": (
-        "as_of_date",
-        "kuaishou_members",
-        "wechat_members",
-        "both",
-        "overlap_rate",
-    ),
+# GX's type check names Spark's DataType classes (see jobs/schemas.py for the same mapping).
+_SPARK_TYPE_CLASSES = {
+    "string": "StringType",
+    "int": "IntegerType",
+    "bigint": "LongType",
+    "double": "DoubleType",
+    "boolean": "BooleanType",
+    "date": "DateType",
+    "timestamp": "TimestampType",
+    "binary": "BinaryType",
 }
-GOLD_KEYS: dict[str, tuple[str, ...]] = {
-    "daily_engagement": ("platform", "event_date", "event_type"),
-    "join_conversion": ("platform", "cohort_date", "funnel"),
-    "retention_cohorts": ("platform", "cohort_date", "day_offset"),
-    "member_lifetime": ("platform", "cohort_month"),
-    "group_health": ("platform", "group_id", "as_of_date"),
-    # origin_channel is part of the key but NULL for groups nobody joined (jobs/gold_groups.py):
-    # such groups are a group of their own, so the key is unique but not entirely non-null.
-    "group_survival": ("platform", "origin_channel", "cohort_month"),
-    "cross_platform_propagation": ("event_date",),
-    "cross_platform_overlap": ("as_of_date",),
-}
-_NULLABLE_KEY_COLUMNS = {"group_survival": ("origin_channel",)}
 
 
 # Building blocks -----------------------------------------------------------------------------
@@ -291,32 +212,24 @@ def _column(name: str) -> Any:
     return Column(name)
 
 
-def _gold(table: str, checks: Iterable[Expectation]) -> ExpectationSuite:
-    """A gold suite: the exact column set, a non-null unique key, then the table's own checks."""
-    key = GOLD_KEYS[table]
-    nullable = _NULLABLE_KEY_COLUMNS.get(table, ())
-    return _suite(
-        f"gold_{table}",
-        [
-            _has_columns(GOLD_COLUMNS[table], exact=True),
-            *_not_null([column for column in key if column not in nullable], why="key column"),
-            _unique(key, why="one row per key"),
-            *checks,
-        ],
-    )
+def _gold(name: str, checks: Iterable[Expectation]) -> ExpectationSuite:
+    """A gold suite: the defined columns, types and non-null columns, a unique key, then the
+    table's own checks."""
+    table = tables.GOLD[name]
+    return _suite(f"gold_{name}", [*_schema_checks(table), _unique(table.key, why="one row per key"), *checks])
 
 
-def _schema_checks(schema: Any) -> list[Expectation]:
-    """Exact columns, Spark types and non-null columns from a silver StructType."""
+def _schema_checks(table: tables.Table) -> list[Expectation]:
+    """Exact columns, Spark types and non-null columns of a table defined in ``core.tables``."""
     gxe = _gxe()
-    checks: list[Expectation] = [_has_columns(schema.fieldNames(), exact=True)]
-    for field in schema.fields:
+    checks: list[Expectation] = [_has_columns(table.column_names, exact=True)]
+    for column in table.columns:
         checks.append(
             gxe.ExpectColumnValuesToBeOfType(
-                column=field.name, type_=type(field.dataType).__name__, **_severity(CRITICAL)
+                column=column.name, type_=_SPARK_TYPE_CLASSES[column.type], **_severity(CRITICAL)
             )
         )
-    checks += _not_null([field.name for field in schema.fields if not field.nullable])
+    checks += _not_null(table.required)
     return checks
 
 
@@ -355,8 +268,8 @@ def bronze_events_suite() -> ExpectationSuite:
         "bronze_events",
         [
             # Bronze keeps what arrived, so extra columns are tolerated; missing ones are not.
-            _has_columns(BRONZE_EVENT_COLUMNS, exact=False),
-            *_not_null(BRONZE_EVENT_REQUIRED),
+            _has_columns(tables.BRONZE_EVENTS.column_names, exact=False),
+            *_not_null(tables.BRONZE_EVENTS.required),
             _in_set("schema_version", [1]),
             *_event_rules(),
             _id_lengths("event_id"),
@@ -387,8 +300,8 @@ def bronze_identity_suite() -> ExpectationSuite:
     return _suite(
         "bronze_identity",
         [
-            _has_columns(BRONZE_IDENTITY_COLUMNS, exact=False),
-            *_not_null(BRONZE_IDENTITY_REQUIRED),
+            _has_columns(tables.BRONZE_IDENTITY.column_names, exact=False),
+            *_not_null(tables.BRONZE_IDENTITY.required),
             _in_set("kafka_topic", [IDENTITY_TOPIC]),
             _rfc3339("linked_at"),
             *_counts(["kafka_partition", "kafka_offset"]),
@@ -402,13 +315,11 @@ def bronze_identity_suite() -> ExpectationSuite:
 
 def silver_events_suite() -> ExpectationSuite:
     """silver.events: typed, deduplicated events with event_date and person_id."""
-    from jobs.schemas import SILVER_EVENTS
-
     return _suite(
         "silver_events",
         [
-            *_schema_checks(SILVER_EVENTS),
-            _unique(["event_id"], why="deduplicated: one row per event_id"),
+            *_schema_checks(tables.SILVER_EVENTS),
+            _unique(tables.SILVER_EVENTS.key, why="deduplicated: one row per event_id"),
             *_event_rules(),
             _not_empty(),
         ],
@@ -417,14 +328,12 @@ def silver_events_suite() -> ExpectationSuite:
 
 def silver_identity_map_suite() -> ExpectationSuite:
     """silver.identity_map: every account in exactly one person."""
-    from jobs.schemas import IDENTITY_MAP
-
     return _suite(
         "silver_identity_map",
         [
-            *_schema_checks(IDENTITY_MAP),
-            _unique(["platform", "user_id"], why="every account belongs to exactly one person"),
-            _in_set("platform", IDENTITY_PLATFORMS),
+            *_schema_checks(tables.IDENTITY_MAP),
+            _unique(tables.IDENTITY_MAP.key, why="every account belongs to exactly one person"),
+            _in_set("platform", ACCOUNT_KINDS),
         ],
     )
 
@@ -511,7 +420,6 @@ def gold_group_health_suite() -> ExpectationSuite:
         [
             _in_set("platform", PLATFORMS),
             _in_set("origin_channel", CHANNELS),
-            *_not_null(["first_event_date", "last_event_date"]),
             _at_most("first_event_date", "last_event_date"),
             _at_most("last_event_date", "as_of_date"),
             *_counts(["members", "active_members_7d", "silent_members_7d", "inactive_members_14d"]),
@@ -554,7 +462,7 @@ def gold_cross_platform_propagation_suite() -> ExpectationSuite:
             _rate("propagation_rate"),
             _rate_matches("propagation_rate", "propagated", "likes"),
             *[
-                _between(column, 0, PROPAGATION_WINDOW_S, why="latency within the 24-hour window")
+                _between(column, 0, PROPAGATION_WINDOW_SECONDS, why="latency within the 24-hour window")
                 for column in latencies
             ],
             _at_most("latency_p50_s", "latency_p90_s"),

@@ -27,19 +27,15 @@ from __future__ import annotations
 
 from datetime import date
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-PROPAGATION_WINDOW_MICROS = 24 * 60 * 60 * 1_000_000
-LATENCY_PERCENTILES = [0.5, 0.9, 0.99]
+from core import tables
+from core.tables import LATENCY_PERCENTILES, PROPAGATION_WINDOW_SECONDS
+from jobs.expressions import rate
+from jobs.schemas import conform
 
-
-def _rate(numerator: str, denominator: str) -> Column:
-    # CASE WHEN evaluates the division only for a positive denominator (ANSI mode would raise).
-    return F.when(
-        F.col(denominator) > 0,
-        F.col(numerator).cast("double") / F.col(denominator).cast("double"),
-    )
+PROPAGATION_WINDOW_MICROS = PROPAGATION_WINDOW_SECONDS * 1_000_000
 
 
 def build_cross_platform_propagation(
@@ -98,18 +94,19 @@ def build_cross_platform_propagation(
             F.count(F.lit(1)).alias("likes"),
             F.count("latency_s").alias("propagated"),
             # percentile() skips NULLs, so only the propagated likes are ranked.
-            F.percentile(F.col("latency_s"), LATENCY_PERCENTILES).alias("latencies"),
+            F.percentile(F.col("latency_s"), list(LATENCY_PERCENTILES)).alias("latencies"),
         )
     )
-    return daily.select(
+    propagation = daily.select(
         F.col("like_date").alias("event_date"),
-        F.col("likes").cast("long").alias("likes"),
-        F.col("propagated").cast("long").alias("propagated"),
-        _rate("propagated", "likes").alias("propagation_rate"),
-        F.col("latencies").getItem(0).cast("double").alias("latency_p50_s"),
-        F.col("latencies").getItem(1).cast("double").alias("latency_p90_s"),
-        F.col("latencies").getItem(2).cast("double").alias("latency_p99_s"),
+        "likes",
+        "propagated",
+        rate("propagated", "likes").alias("propagation_rate"),
+        F.col("latencies").getItem(0).alias("latency_p50_s"),
+        F.col("latencies").getItem(1).alias("latency_p90_s"),
+        F.col("latencies").getItem(2).alias("latency_p99_s"),
     )
+    return conform(propagation, tables.CROSS_PLATFORM_PROPAGATION)
 
 
 def build_cross_platform_overlap(events: DataFrame, *, as_of_date: date) -> DataFrame:
@@ -130,10 +127,7 @@ def build_cross_platform_overlap(events: DataFrame, *, as_of_date: date) -> Data
         F.count(F.when(F.col("on_kuaishou") & F.col("on_wechat"), True)).alias("both"),
         F.count(F.lit(1)).alias("members_anywhere"),
     )
-    return totals.select(
-        as_of.alias("as_of_date"),
-        F.col("kuaishou_members").cast("long").alias("kuaishou_members"),
-        F.col("wechat_members").cast("long").alias("wechat_members"),
-        F.col("both").cast("long").alias("both"),
-        _rate("both", "members_anywhere").alias("overlap_rate"),
+    overlap = totals.withColumn("as_of_date", as_of).withColumn(
+        "overlap_rate", rate("both", "members_anywhere")
     )
+    return conform(overlap, tables.CROSS_PLATFORM_OVERLAP)

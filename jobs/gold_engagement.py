@@ -41,6 +41,11 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from core import tables
+from core.tables import CONVERSION_WINDOW_DAYS, RETENTION_DAY_OFFSETS
+from jobs.expressions import rate
+from jobs.schemas import conform
+
 _MICROS_PER_DAY = 86_400 * 1_000_000
 
 
@@ -56,30 +61,17 @@ def _within_days(start_micros: Column, end_micros: Column, window_days: int) -> 
     )
 
 
-def _rate(numerator: str, denominator: str) -> Column:
-    """``numerator / denominator`` as a double, NULL where the denominator is 0."""
-    return F.when(
-        F.col(denominator) > 0, F.col(numerator).cast("double") / F.col(denominator)
-    ).cast("double")
-
-
 def build_daily_engagement(events: DataFrame, *, as_of_date: date) -> DataFrame:
     """Events and distinct users per platform, calendar day and event type, up to ``as_of_date``."""
-    return (
+    daily = (
         _up_to(events, as_of_date)
         .groupBy("platform", "event_date", "event_type")
         .agg(
             F.count(F.lit(1)).alias("events"),
             F.count_distinct("user_id").alias("users"),
         )
-        .select(
-            F.col("platform").cast("string"),
-            F.col("event_date").cast("date"),
-            F.col("event_type").cast("string"),
-            F.col("events").cast("long"),
-            F.col("users").cast("long"),
-        )
     )
+    return conform(daily, tables.DAILY_ENGAGEMENT)
 
 
 def _invitation_outcomes(scoped: DataFrame, *, window_days: int) -> DataFrame:
@@ -155,7 +147,7 @@ def _content_outcomes(scoped: DataFrame, *, window_days: int) -> DataFrame:
 
 
 def build_join_conversion(
-    events: DataFrame, *, as_of_date: date, window_days: int = 7
+    events: DataFrame, *, as_of_date: date, window_days: int = CONVERSION_WINDOW_DAYS
 ) -> DataFrame:
     """Invite and content join conversion per platform and cohort day, once the window is over."""
     scoped = _up_to(events, as_of_date)
@@ -165,7 +157,7 @@ def build_join_conversion(
     content = _content_outcomes(scoped, window_days=window_days).select(
         "platform", "cohort_date", F.lit("content").alias("funnel"), "converted"
     )
-    return (
+    conversion = (
         invite.unionByName(content)
         .where(F.date_add(F.col("cohort_date"), window_days) <= F.lit(as_of_date))
         .groupBy("platform", "cohort_date", "funnel")
@@ -173,15 +165,9 @@ def build_join_conversion(
             F.count(F.lit(1)).alias("attempts"),
             F.count(F.when(F.col("converted"), F.lit(1))).alias("conversions"),
         )
-        .select(
-            F.col("platform").cast("string"),
-            F.col("cohort_date").cast("date"),
-            F.col("funnel").cast("string"),
-            F.col("attempts").cast("long"),
-            F.col("conversions").cast("long"),
-            _rate("conversions", "attempts").alias("conversion_rate"),
-        )
+        .withColumn("conversion_rate", rate("conversions", "attempts"))
     )
+    return conform(conversion, tables.JOIN_CONVERSION)
 
 
 def _first_joins(scoped: DataFrame) -> DataFrame:
@@ -197,7 +183,7 @@ def build_retention_cohorts(
     events: DataFrame,
     *,
     as_of_date: date,
-    day_offsets: tuple[int, ...] = (1, 7, 14, 30),
+    day_offsets: tuple[int, ...] = RETENTION_DAY_OFFSETS,
 ) -> DataFrame:
     """Day-N retention of each platform's join cohorts, for every day N that is already over."""
     scoped = _up_to(events, as_of_date)
@@ -213,22 +199,16 @@ def build_retention_cohorts(
         .distinct()
         .withColumn("active", F.lit(True))
     )
-    return (
+    retention = (
         member_days.join(active_days, on=["platform", "user_id", "activity_date"], how="left")
         .groupBy("platform", "cohort_date", "day_offset")
         .agg(
             F.count(F.lit(1)).alias("cohort_users"),
             F.count("active").alias("retained_users"),
         )
-        .select(
-            F.col("platform").cast("string"),
-            F.col("cohort_date").cast("date"),
-            F.col("day_offset").cast("int"),
-            F.col("cohort_users").cast("long"),
-            F.col("retained_users").cast("long"),
-            _rate("retained_users", "cohort_users").alias("retention_rate"),
-        )
+        .withColumn("retention_rate", rate("retained_users", "cohort_users"))
     )
+    return conform(retention, tables.RETENTION_COHORTS)
 
 
 def build_member_lifetime(events: DataFrame, *, as_of_date: date) -> DataFrame:
@@ -237,7 +217,7 @@ def build_member_lifetime(events: DataFrame, *, as_of_date: date) -> DataFrame:
     last_events = scoped.groupBy("platform", "user_id").agg(
         F.max("event_date").alias("last_event_date")
     )
-    return (
+    lifetime = (
         _first_joins(scoped)
         .join(last_events, on=["platform", "user_id"], how="inner")
         .select(
@@ -251,11 +231,5 @@ def build_member_lifetime(events: DataFrame, *, as_of_date: date) -> DataFrame:
             F.avg("lifetime_days").alias("avg_lifetime_days"),
             F.percentile(F.col("lifetime_days"), 0.5).alias("median_lifetime_days"),
         )
-        .select(
-            F.col("platform").cast("string"),
-            F.col("cohort_month").cast("date"),
-            F.col("users").cast("long"),
-            F.col("avg_lifetime_days").cast("double"),
-            F.col("median_lifetime_days").cast("double"),
-        )
     )
+    return conform(lifetime, tables.MEMBER_LIFETIME)

@@ -33,9 +33,10 @@ from datetime import date
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-ACTIVE_WINDOW_DAYS = 7
-INACTIVE_WINDOW_DAYS = 14
-SURVIVAL_DAYS = 30
+from core import tables
+from core.tables import ACTIVE_WINDOW_DAYS, INACTIVE_WINDOW_DAYS, SURVIVAL_DAYS
+from jobs.expressions import rate
+from jobs.schemas import conform
 
 GROUP_KEY = ["platform", "group_id"]
 
@@ -86,7 +87,7 @@ def build_group_health(events: DataFrame, *, as_of_date: date) -> DataFrame:
     survival_due = F.date_add(F.col("first_event_date"), SURVIVAL_DAYS)
     members = F.coalesce(F.col("members"), F.lit(0))
     active_7d = F.coalesce(F.col("active_members_7d"), F.lit(0))
-    return (
+    health = (
         group_span.join(origin, on=GROUP_KEY, how="left")
         .join(member_activity, on=GROUP_KEY, how="left")
         .select(
@@ -108,27 +109,19 @@ def build_group_health(events: DataFrame, *, as_of_date: date) -> DataFrame:
             .alias("alive_30d"),
         )
     )
+    return conform(health, tables.GROUP_HEALTH)
 
 
 def build_group_survival(group_health: DataFrame) -> DataFrame:
     """30-day survival of the groups whose 30 days are over, by platform, channel and month."""
     groups = F.count(F.lit(1))
     survived = F.count(F.when(F.col("alive_30d"), True))
-    return (
+    survival = (
         group_health.filter(F.col("alive_30d").isNotNull())
         .withColumn("cohort_month", F.trunc(F.col("first_event_date"), "month"))
         .groupBy("platform", "origin_channel", "cohort_month")
         .agg(groups.alias("groups"), survived.alias("survived_30d"))
-        .select(
-            F.col("platform"),
-            F.col("origin_channel"),
-            F.col("cohort_month"),
-            F.col("groups").cast("long").alias("groups"),
-            F.col("survived_30d").cast("long").alias("survived_30d"),
-            # groups >= 1 in every output row; the guard keeps the NULL-on-zero rule explicit.
-            F.when(
-                F.col("groups") > 0,
-                F.col("survived_30d").cast("double") / F.col("groups").cast("double"),
-            ).alias("survival_rate_30d"),
-        )
+        # groups >= 1 in every output row; the guard keeps the NULL-on-zero rule explicit.
+        .withColumn("survival_rate_30d", rate("survived_30d", "groups"))
     )
+    return conform(survival, tables.GROUP_SURVIVAL)

@@ -30,6 +30,10 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from core import tables
+from core.errors import UserError
+from jobs.schemas import conform
+
 # A handful of rounds suffices for real identity graphs (a person owns a few accounts); the
 # guard is there to fail loudly on a pathological input instead of looping for ever.
 DEFAULT_MAX_ITERATIONS = 50
@@ -37,7 +41,7 @@ DEFAULT_MAX_ITERATIONS = 50
 PERSON_ID_HEX_CHARS = 16
 
 
-class IdentityResolutionDidNotConverge(RuntimeError):
+class IdentityResolutionDidNotConverge(UserError):
     """The connected-components iteration hit its round limit before every component was a star."""
 
 
@@ -62,17 +66,12 @@ def build_identity_map(
 
     # A node that is no star's child is its component's centre, or a lone account.
     centres = stars.select(F.col("child").alias("node"), F.col("parent").alias("centre"))
-    return (
+    identity_map = (
         nodes.join(centres, on="node", how="left")
         .withColumn("smallest_key", F.coalesce(F.col("centre"), F.col("node")))
-        .select(
-            F.substring(F.sha2(F.col("smallest_key"), 256), 1, PERSON_ID_HEX_CHARS).alias(
-                "person_id"
-            ),
-            F.col("platform"),
-            F.col("user_id"),
-        )
+        .withColumn("person_id", F.substring(F.sha2(F.col("smallest_key"), 256), 1, PERSON_ID_HEX_CHARS))
     )
+    return conform(identity_map, tables.IDENTITY_MAP)
 
 
 def _node_key(platform: str, user_id_column: str) -> Column:

@@ -1,10 +1,19 @@
-"""The SparkSession for local runs; on a cluster, ``spark-submit`` settings take precedence."""
+"""The SparkSession: local mode by default; under ``spark-submit`` the submitted settings win."""
 
 from __future__ import annotations
 
 import os
 
 from pyspark.sql import SparkSession
+
+
+def launched_by_spark_submit() -> bool:
+    """Whether ``spark-submit`` (or another Spark launcher) started this Python process.
+
+    The launcher starts the JVM first and hands this process its gateway in
+    ``PYSPARK_GATEWAY_PORT``; a plain ``python`` process starts its own JVM instead.
+    """
+    return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
 def build_spark(
@@ -15,18 +24,26 @@ def build_spark(
     driver_memory: str = "2g",
 ) -> SparkSession:
     """Get or create the session. All timestamps are handled in UTC; reporting dates are
-    derived explicitly in the reporting zone, never from the JVM's default zone."""
+    derived explicitly in the reporting zone, never from the JVM's default zone.
+
+    ``master``, ``shuffle_partitions`` and ``driver_memory`` are defaults for a process that
+    starts Spark itself (local mode). Under ``spark-submit`` the submitted ``--master``,
+    ``--driver-memory`` and ``--conf`` values are the deployment's and are left alone.
+    """
     # Resolving the machine's host name can stall the driver start for ~40 s; bind loopback
     # unless the deployment says otherwise.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName(app_name)
-    if master and not os.environ.get("SPARK_SUBMIT_MASTER_SET"):
-        builder = builder.master(master)
+    if not launched_by_spark_submit():
+        if master:
+            builder = builder.master(master)
+        builder = (
+            builder.config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+            .config("spark.default.parallelism", str(shuffle_partitions))
+            .config("spark.driver.memory", driver_memory)
+        )
     builder = (
         builder.config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
-        .config("spark.default.parallelism", str(shuffle_partitions))
-        .config("spark.driver.memory", driver_memory)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
         .config("spark.sql.adaptive.enabled", "true")

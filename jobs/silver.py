@@ -18,8 +18,9 @@ from datetime import date
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from core import tables
 from jobs.identity import build_identity_map
-from jobs.schemas import SILVER_EVENTS
+from jobs.schemas import conform
 
 
 def local_date(timestamp_col: str, timezone: str):
@@ -64,4 +65,4 @@ def build_silver(
     accounts = events.select("platform", "user_id").distinct()
     identity_map = build_identity_map(accounts, links)
     with_person = events.join(identity_map, on=["platform", "user_id"], how="left")
-    return with_person.select(*SILVER_EVENTS.fieldNames()), identity_map
+    return conform(with_person, tables.SILVER_EVENTS), identity_map

@@ -43,7 +43,8 @@ from pathlib import Path
 
 import psutil
 
-from engagement.settings import PREFIX, Settings
+from core.errors import UserError
+from core.settings import PREFIX, Settings
 
 RESOURCES = Path(__file__).resolve().parent / "kafka"
 POM = RESOURCES / "pom.xml"
@@ -66,7 +67,7 @@ _PROBE_TIMEOUT_S = 3.0
 _LAUNCHED: dict[int, subprocess.Popen[bytes]] = {}
 
 
-class BrokerError(RuntimeError):
+class BrokerError(UserError):
     """The local broker could not be installed, started or stopped; the message says what to do."""
 
 
@@ -225,8 +226,8 @@ def _fetch_jars(mvn: str, target: Path) -> None:
         raise BrokerError(
             f"Maven could not fetch Kafka {kafka_version()} (exit {done.returncode}). Check that "
             "Maven Central (https://repo.maven.apache.org) is reachable, or set a mirror/proxy "
-            "in ~/.m2/settings.xml, then run `engagement kafka install` again.\n"
-            f"Command: {' '.join(command)}\n{output}"
+            "in ~/.m2/settings.xml, then run `engagement kafka install` again (--verbose shows Maven's output).",
+            details=f"Command: {' '.join(command)}\n{output}",
         )
 
 
@@ -406,8 +407,9 @@ def _adopt_running(settings: Settings, paths: _Paths, pid: int, timeout: float) 
     if not current.healthy:
         raise BrokerError(
             f"Kafka is running (pid {pid}) but did not answer at {settings.bootstrap_servers} "
-            f"within {timeout:.0f}s. Run `engagement kafka stop`, then start it again."
-            + _log_tail(paths)
+            f"within {timeout:.0f}s. Run `engagement kafka stop`, then start it again "
+            f"(--verbose shows the end of its log, {paths.log_file}).",
+            details=_log_tail(paths),
         )
     return current
 
@@ -510,8 +512,9 @@ def _format_storage(java: str, libs: Path, paths: _Paths) -> str:
         output = "\n".join((done.stdout + done.stderr).strip().splitlines()[-20:])
         raise BrokerError(
             f"Formatting the Kafka storage in {paths.data_dir} failed (exit {done.returncode}). "
-            f"If that directory holds data from another Kafka, move it away and start again.\n"
-            f"{output}"
+            f"If that directory holds data from another Kafka, move it away and start again "
+            "(--verbose shows kafka-storage's output).",
+            details=output,
         )
     return stored
 
@@ -570,8 +573,9 @@ def _wait_until_healthy(
         if process.poll() is not None:
             _remove_pid_file(paths)
             raise BrokerError(
-                f"Kafka exited during start-up (exit code {process.returncode}). Its log "
-                f"({paths.log_file}) ends with:" + _log_tail(paths, log_offset)
+                f"Kafka exited during start-up (exit code {process.returncode}): its log "
+                f"({paths.log_file}) says why; --verbose shows its last lines.",
+                details=_log_tail(paths, log_offset),
             )
         if _probe_cluster_id(settings.bootstrap_servers) == cluster_id:
             return status(settings)
@@ -582,7 +586,8 @@ def _wait_until_healthy(
     raise BrokerError(
         f"Kafka did not answer at {settings.bootstrap_servers} within {timeout:.0f}s and was "
         "stopped. On a busy or slow machine, start it with a longer timeout; otherwise the log "
-        f"({paths.log_file}) says why:" + _log_tail(paths, log_offset)
+        f"({paths.log_file}) says why; --verbose shows its last lines.",
+        details=_log_tail(paths, log_offset),
     )
 
 

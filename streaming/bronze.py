@@ -15,69 +15,46 @@ whatever Kafka's committed offset says. A replay therefore never doubles or lose
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engagement.contract import EVENT_FIELDS, IDENTITY_FIELDS
+from core import tables
+from core.contract import EVENT_FIELDS, IDENTITY_FIELDS
+from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY, QUARANTINE, OffsetRange, partition_dir
 
-_KAFKA_COLUMNS = [
-    pa.field("kafka_topic", pa.string(), nullable=False),
-    pa.field("kafka_partition", pa.int32(), nullable=False),
-    pa.field("kafka_offset", pa.int64(), nullable=False),
-    pa.field("kafka_key", pa.string()),
-    pa.field("kafka_timestamp", pa.timestamp("us", tz="UTC")),
-    pa.field("ingest_time", pa.timestamp("us", tz="UTC"), nullable=False),
-]
-
-BRONZE_EVENTS_SCHEMA = pa.schema(
-    [pa.field(name, pa.int64() if name == "schema_version" else pa.string()) for name in EVENT_FIELDS]
-    + [pa.field("extra", pa.string())]
-    + _KAFKA_COLUMNS
-)
-BRONZE_IDENTITY_SCHEMA = pa.schema(
-    [pa.field(name, pa.string()) for name in IDENTITY_FIELDS] + [pa.field("extra", pa.string())] + _KAFKA_COLUMNS
-)
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        pa.field("kafka_topic", pa.string(), nullable=False),
-        pa.field("kafka_partition", pa.int32(), nullable=False),
-        pa.field("kafka_offset", pa.int64(), nullable=False),
-        pa.field("kafka_key", pa.binary()),
-        pa.field("kafka_timestamp", pa.timestamp("us", tz="UTC")),
-        pa.field("value", pa.binary()),
-        pa.field("error_class", pa.string(), nullable=False),
-        pa.field("error_message", pa.string(), nullable=False),
-        pa.field("ingest_time", pa.timestamp("us", tz="UTC"), nullable=False),
-    ]
-)
-
-BRONZE_EVENTS = "bronze/events"
-BRONZE_IDENTITY = "bronze/identity"
-QUARANTINE = "quarantine"
-
-_RANGE_FILE = re.compile(r"^(\d{20})-(\d{20})\.parquet$")
+ARROW_TYPES = {
+    "string": pa.string(),
+    "int": pa.int32(),
+    "bigint": pa.int64(),
+    "double": pa.float64(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "binary": pa.binary(),
+}
+_CONTRACT_FIELDS = frozenset(EVENT_FIELDS) | frozenset(IDENTITY_FIELDS)
 
 
-@dataclass(frozen=True)
-class OffsetRange:
-    first: int
-    last: int
+def arrow_schema(table: tables.Table) -> pa.Schema:
+    """The Parquet schema the loader writes ``table`` with.
 
-    @property
-    def file_name(self) -> str:
-        return f"{self.first:020d}-{self.last:020d}.parquet"
+    The contract's fields are stored as they arrived, so the file format never refuses one:
+    a missing required field is the bronze gate's to judge, not a write error that would stop
+    the loader. What the loader fills in itself (Kafka coordinates, ingest time, the
+    quarantine's reason) is NOT NULL in the file too.
+    """
+    return pa.schema(
+        pa.field(c.name, ARROW_TYPES[c.type], nullable=c.nullable or c.name in _CONTRACT_FIELDS)
+        for c in table.columns
+    )
 
 
-def partition_dir(warehouse: Path, table: str, topic: str, partition: int) -> Path:
-    return warehouse / table / f"topic={topic}" / f"partition={partition}"
-
-
-def bronze_table_for(topic: str, identity_topic: str) -> str:
-    return BRONZE_IDENTITY if topic == identity_topic else BRONZE_EVENTS
+BRONZE_EVENTS_SCHEMA = arrow_schema(tables.BRONZE_EVENTS)
+BRONZE_IDENTITY_SCHEMA = arrow_schema(tables.BRONZE_IDENTITY)
+QUARANTINE_SCHEMA = arrow_schema(tables.QUARANTINE)
+SCHEMAS = {BRONZE_EVENTS: BRONZE_EVENTS_SCHEMA, BRONZE_IDENTITY: BRONZE_IDENTITY_SCHEMA, QUARANTINE: QUARANTINE_SCHEMA}
 
 
 def write_atomically(table: pa.Table, directory: Path, offsets: OffsetRange) -> Path:
@@ -125,12 +102,8 @@ def ranges_in(directory: Path) -> list[OffsetRange]:
     """The offset ranges of the published files in one partition directory, in order."""
     if not directory.is_dir():
         return []
-    found = []
-    for entry in os.scandir(directory):
-        match = _RANGE_FILE.match(entry.name)
-        if match:
-            found.append(OffsetRange(int(match.group(1)), int(match.group(2))))
-    return sorted(found, key=lambda r: r.first)
+    found = (OffsetRange.from_file_name(entry.name) for entry in os.scandir(directory))
+    return sorted((r for r in found if r is not None), key=lambda r: r.first)
 
 
 def recover_partition(warehouse: Path, bronze_table: str, topic: str, partition: int) -> int | None:

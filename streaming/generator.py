@@ -79,8 +79,16 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from engagement.contract import EVENT_FIELDS, MAX_MESSAGE_BYTES, encode
-from engagement.settings import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC
+from core.contract import (
+    EVENT_FIELDS,
+    IDENTITY_TOPIC,
+    KUAISHOU_TOPIC,
+    MAX_MESSAGE_BYTES,
+    PLATFORM_TOPIC,
+    encode,
+)
+from core.errors import UserError
+from core.tables import RETENTION_DAY_OFFSETS
 
 SECOND_MS = 1_000
 MINUTE_MS = 60 * SECOND_MS
@@ -89,9 +97,7 @@ DAY_MS = 24 * HOUR_MS
 WEEK_MS = 7 * DAY_MS
 # "Exactly at the edge" of the 7-day window, and the latest any generated join comes.
 EDGE_DELAY_MS = WEEK_MS - MINUTE_MS
-RETENTION_DAY_OFFSETS = (1, 7, 14, 30)
 
-PLATFORM_TOPIC = {"kuaishou": KUAISHOU_TOPIC, "wechat": WECHAT_TOPIC}
 
 # Kinds of invalid messages, emitted round-robin so that each appears once invalid_rate > 0.
 INVALID_EVENT_KINDS = (
@@ -124,7 +130,7 @@ _INITIAL_GROUP_SHARE = 0.3  # groups that exist from the first day
 _OPENID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 
-class GeneratorConfigError(ValueError):
+class GeneratorConfigError(UserError, ValueError):
     """A generator setting is out of range; the message names it and the accepted values."""
 
 

@@ -33,8 +33,18 @@ from typing import Any
 
 import pyarrow as pa
 
-from engagement.contract import EVENT_FIELDS, IDENTITY_FIELDS, Rejection, validate
-from engagement.settings import DEADLETTER_TOPIC, IDENTITY_TOPIC, Settings
+from core.contract import (
+    DEADLETTER_TOPIC,
+    EVENT_FIELDS,
+    EVENT_TOPICS,
+    IDENTITY_FIELDS,
+    IDENTITY_TOPIC,
+    Rejection,
+    validate,
+)
+from core.errors import UserError
+from core.layout import QUARANTINE, OffsetRange, bronze_table_for, partition_dir
+from core.settings import Settings
 from streaming import bronze
 
 log = logging.getLogger("engagement.loader")
@@ -47,7 +57,7 @@ ERROR_HEADER_PREFIX = "engagement.errors."
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Routed:
-    """Where one message goes: ``table`` is a bronze table or ``bronze.QUARANTINE``."""
+    """Where one message goes: ``table`` is a bronze table or ``QUARANTINE``."""
 
     table: str
     row: dict[str, Any]
@@ -70,7 +80,7 @@ def route(
     result = validate(topic, value)
     if isinstance(result, Rejection):
         return Routed(
-            bronze.QUARANTINE,
+            QUARANTINE,
             {
                 "kafka_topic": topic,
                 "kafka_partition": partition,
@@ -96,7 +106,7 @@ def route(
         kafka_timestamp=kafka_time,
         ingest_time=ingest_time,
     )
-    return Routed(bronze.bronze_table_for(topic, IDENTITY_TOPIC), row)
+    return Routed(bronze_table_for(topic, IDENTITY_TOPIC), row)
 
 
 def dead_letter_headers(topic: str, partition: int, offset: int, rejection: Rejection) -> list[tuple[str, bytes]]:
@@ -178,8 +188,8 @@ class LoaderStats:
     stopped_at: str | None = None
 
 
-class LoaderError(RuntimeError):
-    pass
+class LoaderError(UserError):
+    """The loader cannot go on safely without an operator; the message says what to do."""
 
 
 class _Abandoned(Exception):
@@ -256,7 +266,7 @@ class Loader:
         from kafka.errors import KafkaError
 
         s = self.settings
-        topics = [*s.event_topics, IDENTITY_TOPIC]
+        topics = [*EVENT_TOPICS, IDENTITY_TOPIC]
         common = {
             "bootstrap_servers": s.bootstrap_servers.split(","),
             "reconnect_backoff_max_ms": _RECONNECT_BACKOFF_MAX_MS,
@@ -378,7 +388,7 @@ class Loader:
 
     def _on_assigned(self, assigned) -> None:
         for tp in assigned:
-            table = bronze.bronze_table_for(tp.topic, IDENTITY_TOPIC)
+            table = bronze_table_for(tp.topic, IDENTITY_TOPIC)
             resume = bronze.recover_partition(self.warehouse, table, tp.topic, tp.partition)
             if resume is None:
                 continue  # nothing durable yet: Kafka's committed offset (or earliest) decides
@@ -515,19 +525,19 @@ class Loader:
 
         for part in self._owned_parts(parts):
             self._check_continuity(TopicPartition(part.topic, part.partition), part)
-            offsets = bronze.OffsetRange(part.first, part.last)
+            offsets = OffsetRange(part.first, part.last)
             if part.quarantined:
                 bronze.write_atomically(
                     pa.Table.from_pylist(part.quarantined, schema=bronze.QUARANTINE_SCHEMA),
-                    bronze.partition_dir(self.warehouse, bronze.QUARANTINE, part.topic, part.partition),
+                    partition_dir(self.warehouse, QUARANTINE, part.topic, part.partition),
                     offsets,
                 )
             # The bronze file last, even with no rows: it is the marker that the range is done.
-            table_name = bronze.bronze_table_for(part.topic, IDENTITY_TOPIC)
-            schema = bronze.BRONZE_IDENTITY_SCHEMA if table_name == bronze.BRONZE_IDENTITY else bronze.BRONZE_EVENTS_SCHEMA
+            table_name = bronze_table_for(part.topic, IDENTITY_TOPIC)
+            schema = bronze.SCHEMAS[table_name]
             bronze.write_atomically(
                 pa.Table.from_pylist(part.rows, schema=schema),
-                bronze.partition_dir(self.warehouse, table_name, part.topic, part.partition),
+                partition_dir(self.warehouse, table_name, part.topic, part.partition),
                 offsets,
             )
             self.stats.bronze_rows += len(part.rows)
@@ -552,7 +562,7 @@ class Loader:
             raise LoaderError(
                 f"{tp.topic}[{tp.partition}] delivered offset {part.first}, but bronze already holds this "
                 f"partition up to offset {expected - 1}: the topic was probably deleted and re-created. "
-                f"Nothing was written. Move {self.warehouse / bronze.bronze_table_for(tp.topic, IDENTITY_TOPIC)} "
+                f"Nothing was written. Move {self.warehouse / bronze_table_for(tp.topic, IDENTITY_TOPIC)} "
                 "and the quarantine aside (or use a new ENGAGEMENT_HOME) before loading the new topic."
             )
         log.warning(

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from core.errors import UserError
 from streaming.generator import Message
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ MAX_REQUEST_BYTES = 1024 * 1024
 PROGRESS_EVERY = 10_000
 
 
-class ProduceError(RuntimeError):
+class ProduceError(UserError):
     """Messages could not be delivered; the message says what to do next."""
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
-from engagement.settings import DEADLETTER_TOPIC, IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC
-
-CONTRACT_TOPICS = (KUAISHOU_TOPIC, WECHAT_TOPIC, IDENTITY_TOPIC, DEADLETTER_TOPIC)
+from core.contract import CONTRACT_TOPICS
+from core.errors import UserError
 
 CREATED = "created"
 EXISTS = "exists"
@@ -15,7 +14,7 @@ EXISTS = "exists"
 _TIMEOUT_MS = 30_000
 
 
-class TopicError(RuntimeError):
+class TopicError(UserError):
     """A topic could not be created or described; the message says which and why."""
 
 

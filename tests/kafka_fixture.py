@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from engagement.settings import Settings
+from core.settings import Settings
 from streaming import broker
 from streaming.topics import create_topics
 

@@ -16,9 +16,9 @@ import psutil
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
-
-from engagement.settings import Settings
 from kafka_fixture import TEST_PARTITIONS, broker_settings
+
+from core.settings import Settings
 from streaming import broker
 from streaming.broker import BrokerError
 from streaming.topics import CONTRACT_TOPICS, create_topics, describe_topics

@@ -7,9 +7,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from engagement import contract
-from engagement.contract import Rejection, parse_rfc3339, validate
-from engagement.settings import DEADLETTER_TOPIC, IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC
+from core import contract
+from core.contract import (
+    DEADLETTER_TOPIC,
+    IDENTITY_TOPIC,
+    KUAISHOU_TOPIC,
+    WECHAT_TOPIC,
+    Rejection,
+    parse_rfc3339,
+    validate,
+)
 
 LIKE = {
     "event_id": "e-1",

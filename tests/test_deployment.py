@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from engagement.settings import PREFIX, Settings
+from core.settings import PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

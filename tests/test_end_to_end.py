@@ -15,9 +15,9 @@ from datetime import date, timedelta
 import pyarrow.parquet as pq
 import pytest
 
+from core import layout
+from core.contract import DEADLETTER_TOPIC, IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC
 from engagement.query import run_query
-from engagement.settings import DEADLETTER_TOPIC, IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC
-from streaming import bronze
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -58,7 +58,7 @@ def test_every_message_lands_in_exactly_one_place(pipeline_run):
     assert produced == len(messages)
     assert stats.consumed == len(messages)
     landed = Counter()
-    for table in (bronze.BRONZE_EVENTS, bronze.BRONZE_IDENTITY, bronze.QUARANTINE):
+    for table in (layout.BRONZE_EVENTS, layout.BRONZE_IDENTITY, layout.QUARANTINE):
         for row in _read_all(settings.warehouse / table):
             landed[(row["kafka_topic"], row["kafka_partition"], row["kafka_offset"])] += 1
     assert max(landed.values()) == 1, "a message landed twice"
@@ -67,7 +67,7 @@ def test_every_message_lands_in_exactly_one_place(pipeline_run):
     expected_per_topic = Counter(m.topic for m in messages)
     assert per_topic == expected_per_topic
     # The invalid ones, and only those, are in quarantine.
-    quarantined = _read_all(settings.warehouse / bronze.QUARANTINE)
+    quarantined = _read_all(settings.warehouse / layout.QUARANTINE)
     assert len(quarantined) == sum(1 for m in messages if not m.valid)
     assert {q["value"] for q in quarantined} == {m.value for m in messages if not m.valid}
     assert all(q["error_class"] and q["error_message"] for q in quarantined)
@@ -101,7 +101,7 @@ def test_airflow_run_succeeded_and_redeliveries_count_once(pipeline_run, spark):
     assert state == "success"
     valid_ids = {m.event_id for m in messages if m.valid and m.topic in (KUAISHOU_TOPIC, WECHAT_TOPIC)}
     assert sum(1 for m in messages if m.valid and m.topic != IDENTITY_TOPIC) > len(valid_ids), "the run had no redeliveries"
-    from engagement.warehouse import silver_path
+    from core.layout import silver_path
 
     silver = spark.read.parquet(str(silver_path(settings.warehouse, "events", AS_OF)))
     assert silver.count() == len(valid_ids) == silver.select("event_id").distinct().count()

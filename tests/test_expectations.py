@@ -26,9 +26,9 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from engagement.settings import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC
+from core.contract import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC
 from expectations.runner import LayerReport, QualityGateFailed, validate_layer
-from expectations.suites import GOLD_COLUMNS, SUITES
+from expectations.suites import SUITES
 from jobs.schemas import IDENTITY_MAP, SILVER_EVENTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +48,7 @@ _KAFKA = [
     ("kafka_topic", S, False),
     ("kafka_partition", I, False),
     ("kafka_offset", L, False),
+    ("kafka_key", S, True),
     ("kafka_timestamp", TimestampType(), True),
     ("ingest_time", TimestampType(), False),
 ]
@@ -72,6 +73,7 @@ BRONZE_IDENTITY = _schema(
     ("wechat_openid", S, True),
     ("wechat_unionid", S, True),
     ("linked_at", S, True),
+    ("extra", S, True),
     *_KAFKA,
 )
 
@@ -79,15 +81,15 @@ BRONZE_IDENTITY = _schema(
 def _bronze_events(spark, *, event_id: str | None = "e3"):
     k, w = KUAISHOU_TOPIC, WECHAT_TOPIC
     rows = [
-        ("e1", 1, "like", "kuaishou", "k1", "2026-03-01T20:15:03.250+08:00", "v1", "g1", None, None, None, None, k, 0, 10, TS, TS),
-        ("e2", 1, "share", "wechat", "o1", "2026-03-01T20:15:09Z", "v1", "g2", None, None, "wechat", '{"x":1}', w, 1, 11, TS, TS),
-        (event_id, 1, "join", "wechat", "o2", "2026-03-01T20:16:00+08:00", None, "g2", "invite", "o1", None, None, w, 1, 12, TS, TS),
+        ("e1", 1, "like", "kuaishou", "k1", "2026-03-01T20:15:03.250+08:00", "v1", "g1", None, None, None, None, k, 0, 10, "k1", TS, TS),
+        ("e2", 1, "share", "wechat", "o1", "2026-03-01T20:15:09Z", "v1", "g2", None, None, "wechat", '{"x":1}', w, 1, 11, "o1", TS, TS),
+        (event_id, 1, "join", "wechat", "o2", "2026-03-01T20:16:00+08:00", None, "g2", "invite", "o1", None, None, w, 1, 12, "o2", TS, TS),
     ]
     return spark.createDataFrame(rows, BRONZE_EVENTS)
 
 
 def _bronze_identity(spark):
-    rows = [("l1", "k1", "o1", "u1", "2026-03-01T20:00:00+08:00", IDENTITY_TOPIC, 0, 1, TS, TS)]
+    rows = [("l1", "k1", "o1", "u1", "2026-03-01T20:00:00+08:00", None, IDENTITY_TOPIC, 0, 1, "k1", TS, TS)]
     return spark.createDataFrame(rows, BRONZE_IDENTITY)
 
 
@@ -225,13 +227,15 @@ def test_every_suite_builds_without_a_context_and_marks_every_expectation():
             assert expectation.severity.value == expectation.meta["severity"]
 
 
-def test_gold_suites_check_exactly_the_design_columns():
-    for table, columns in GOLD_COLUMNS.items():
-        column_sets = [
-            e for e in SUITES[("gold", table)]().expectations if e.expectation_type == "expect_table_columns_to_match_set"
-        ]
-        assert [(sorted(e.column_set), e.exact_match) for e in column_sets] == [(sorted(columns), True)]
-        assert [f.name for f in GOLD_SCHEMAS[table].fields] == list(columns)
+def test_gold_suites_check_exactly_the_design_columns_and_types():
+    # GOLD_SCHEMAS above is written out by hand from DESIGN section 5.
+    assert {table for layer, table in SUITES if layer == "gold"} == set(GOLD_SCHEMAS)
+    for table, schema in GOLD_SCHEMAS.items():
+        expectations = SUITES[("gold", table)]().expectations
+        column_sets = [e for e in expectations if e.expectation_type == "expect_table_columns_to_match_set"]
+        assert [(sorted(e.column_set), e.exact_match) for e in column_sets] == [(sorted(schema.fieldNames()), True)]
+        types = {e.column: e.type_ for e in expectations if e.expectation_type == "expect_column_values_to_be_of_type"}
+        assert types == {f.name: type(f.dataType).__name__ for f in schema.fields}, table
 
 
 def test_unknown_layer_or_table_is_refused_before_any_validation(spark):
@@ -271,13 +275,13 @@ def test_good_silver_passes(spark):
 
 
 def test_all_eight_gold_tables_pass(spark):
-    tables = {table: _gold(spark, table) for table in GOLD_COLUMNS}
+    tables = {table: _gold(spark, table) for table in GOLD_SCHEMAS}
     started = time.monotonic()
     report = validate_layer("gold", tables)
     elapsed = time.monotonic() - started
     print(f"\nvalidated 8 gold tables in {elapsed:.1f}s\n{report.summary()}")
     assert report.passed, report.summary()
-    assert sorted(r.table for r in report.results) == sorted(GOLD_COLUMNS)
+    assert sorted(r.table for r in report.results) == sorted(GOLD_SCHEMAS)
     assert all(not r.warnings for r in report.results), report.summary()
     assert "PASSED" in report.summary()
 

@@ -17,20 +17,22 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engagement.contract import (
+from core.contract import (
     BAD_ENCODING,
     BAD_JSON,
     BAD_VALUE,
+    IDENTITY_TOPIC,
+    KUAISHOU_TOPIC,
     MISSING_FIELD,
     NOT_OBJECT,
     TOO_LARGE,
     TOPIC_MISMATCH,
+    WECHAT_TOPIC,
     WRONG_TYPE,
     Rejection,
     parse_rfc3339,
     validate,
 )
-from engagement.settings import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC
 from streaming.generator import (
     GeneratorConfig,
     GeneratorConfigError,

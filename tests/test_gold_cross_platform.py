@@ -10,10 +10,10 @@ from datetime import date, datetime, timedelta
 
 import pytest
 from pyspark.sql.types import DateType, DoubleType, LongType
+from silver_rows import rows, silver_event, silver_events, utc
 
 from jobs.gold_cross_platform import build_cross_platform_overlap, build_cross_platform_propagation
 from jobs.schemas import IDENTITY_MAP
-from silver_rows import rows, silver_event, silver_events, utc
 
 
 def like(event_id: str, person_id: str, event_time: datetime, event_date: date, content_id):

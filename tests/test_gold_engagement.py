@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import pytest
+from silver_rows import KS, WX, silver_event, silver_events, utc
 
 from jobs.gold_engagement import (
     _invitation_outcomes,
@@ -17,7 +18,6 @@ from jobs.gold_engagement import (
     build_member_lifetime,
     build_retention_cohorts,
 )
-from silver_rows import KS, WX, silver_event, silver_events, utc
 
 DAILY_ENGAGEMENT_COLUMNS = [
     ("platform", "string"),

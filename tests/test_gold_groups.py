@@ -17,9 +17,9 @@ from pyspark.sql.types import (
     StructField,
     StructType,
 )
+from silver_rows import KS, WX, rows, silver_event, silver_events, utc
 
 from jobs.gold_groups import build_group_health, build_group_survival
-from silver_rows import KS, WX, rows, silver_event, silver_events, utc
 
 AS_OF = date(2026, 3, 31)  # 7-day window 03-25..03-31, 14-day window 03-18..03-31
 

@@ -12,9 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from engagement.contract import parse_rfc3339
+from core.contract import IDENTITY_TOPIC, parse_rfc3339
 from engagement.query import run_query
-from engagement.settings import IDENTITY_TOPIC
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,7 +38,7 @@ RETENTION = "SELECT platform, cohort_date, day_offset, cohort_users, retained_us
 
 @pytest.fixture(scope="module")
 def late_run(kafka_broker, fresh_topics, tmp_path_factory, spark):
-    from jobs.pipeline import run_daily
+    from engagement.pipeline import run_daily
     from streaming.generator import GeneratorConfig, generate
     from streaming.loader import Loader
     from streaming.producer import produce

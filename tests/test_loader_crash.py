@@ -27,17 +27,22 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from engagement.contract import (
+from core import layout
+from core.contract import (
     BAD_ENCODING,
     BAD_JSON,
     BAD_VALUE,
+    DEADLETTER_TOPIC,
+    IDENTITY_TOPIC,
+    KUAISHOU_TOPIC,
     MISSING_FIELD,
     NOT_OBJECT,
     TOO_LARGE,
     TOPIC_MISMATCH,
+    WECHAT_TOPIC,
     WRONG_TYPE,
 )
-from engagement.settings import DEADLETTER_TOPIC, IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC, Settings
+from core.settings import Settings
 from streaming import broker, bronze
 from streaming.loader import ERROR_HEADER_PREFIX
 
@@ -279,7 +284,7 @@ class LoaderHome:
     def marked(self) -> int:
         """Offsets covered by bronze markers so far: the loader's durable progress."""
         total = 0
-        for table in (bronze.BRONZE_EVENTS, bronze.BRONZE_IDENTITY):
+        for table in (layout.BRONZE_EVENTS, layout.BRONZE_IDENTITY):
             root = self.warehouse / table
             if not root.is_dir():
                 continue
@@ -291,8 +296,8 @@ class LoaderHome:
         """Every directory the loader writes files into."""
         dirs = []
         for topic in SOURCE_TOPICS:
-            for table in (bronze.bronze_table_for(topic, IDENTITY_TOPIC), bronze.QUARANTINE):
-                dirs += [bronze.partition_dir(self.warehouse, table, topic, p) for p in range(3)]
+            for table in (layout.bronze_table_for(topic, IDENTITY_TOPIC), layout.QUARANTINE):
+                dirs += [layout.partition_dir(self.warehouse, table, topic, p) for p in range(3)]
         return dirs
 
     def wait_until_publishing(self, what: str, process: subprocess.Popen, timeout: float = 30) -> bool:
@@ -360,9 +365,9 @@ def _coordinates(rows: list[dict]) -> list[tuple[str, int, int]]:
 def assert_exactly_once(home: LoaderHome, produced: Produced) -> None:
     """Every input offset in exactly one row; bronze ids = produced ids; quarantine = invalid."""
     kafka = ["kafka_topic", "kafka_partition", "kafka_offset"]
-    events = _read_table(home.warehouse, bronze.BRONZE_EVENTS, ["event_id", *kafka])
-    links = _read_table(home.warehouse, bronze.BRONZE_IDENTITY, ["link_id", *kafka])
-    quarantine = _read_table(home.warehouse, bronze.QUARANTINE, [*kafka, "kafka_key", "value", "error_class"])
+    events = _read_table(home.warehouse, layout.BRONZE_EVENTS, ["event_id", *kafka])
+    links = _read_table(home.warehouse, layout.BRONZE_IDENTITY, ["link_id", *kafka])
+    quarantine = _read_table(home.warehouse, layout.QUARANTINE, [*kafka, "kafka_key", "value", "error_class"])
 
     coordinates = _coordinates(events) + _coordinates(links) + _coordinates(quarantine)
     doubled = [c for c, n in Counter(coordinates).items() if n > 1]
@@ -387,8 +392,8 @@ def assert_exactly_once(home: LoaderHome, produced: Produced) -> None:
     # The files tile each partition: contiguous, non-overlapping offset ranges from 0 to the end,
     # and no temporary file is left over.
     for (topic, partition), end in produced.end_offsets.items():
-        table = bronze.bronze_table_for(topic, IDENTITY_TOPIC)
-        ranges = bronze.ranges_in(bronze.partition_dir(home.warehouse, table, topic, partition))
+        table = layout.bronze_table_for(topic, IDENTITY_TOPIC)
+        ranges = bronze.ranges_in(layout.partition_dir(home.warehouse, table, topic, partition))
         assert ranges and ranges[0].first == 0 and ranges[-1].last == end - 1, (topic, partition)
         for before, after in zip(ranges, ranges[1:]):
             assert after.first == before.last + 1, (topic, partition, before, after)
@@ -410,7 +415,7 @@ def bronze_progress(home: LoaderHome) -> dict[tuple[str, int], int]:
     """Per partition, the next offset after the last bronze marker."""
     out = {}
     for topic in SOURCE_TOPICS:
-        table = bronze.bronze_table_for(topic, IDENTITY_TOPIC)
+        table = layout.bronze_table_for(topic, IDENTITY_TOPIC)
         for directory in (home.warehouse / table).glob(f"topic={topic}/partition=*"):
             ranges = bronze.ranges_in(directory)
             if ranges:
@@ -424,7 +429,7 @@ def _leftovers(home: LoaderHome, settings: Settings) -> list[str]:
     if list(home.warehouse.rglob("*.tmp")):
         found.append("temporary file")
     progress = bronze_progress(home)
-    for directory in (home.warehouse / bronze.QUARANTINE).glob("topic=*/partition=*"):
+    for directory in (home.warehouse / layout.QUARANTINE).glob("topic=*/partition=*"):
         key = (directory.parent.name.split("=", 1)[1], int(directory.name.split("=")[1]))
         if any(r.first >= progress.get(key, 0) for r in bronze.ranges_in(directory)):
             found.append("quarantine without bronze marker")
@@ -495,7 +500,7 @@ def test_poison_messages_go_to_quarantine_and_dead_letters_and_the_loader_keeps_
     # Every kind made it, each with its own error class.
     kinds = Counter(kind for kind, *_ in produced.invalid.values())
     assert len(kinds) == INVALID_KINDS and min(kinds.values()) >= 5
-    messages = {r["error_class"] for r in _read_table(loader_home.warehouse, bronze.QUARANTINE, ["error_class"])}
+    messages = {r["error_class"] for r in _read_table(loader_home.warehouse, layout.QUARANTINE, ["error_class"])}
     assert messages == {TOO_LARGE, BAD_ENCODING, BAD_JSON, NOT_OBJECT, WRONG_TYPE, BAD_VALUE, TOPIC_MISMATCH, MISSING_FIELD}
 
 
@@ -533,7 +538,7 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(
 
     from jobs.silver import typed_events
 
-    bronze_events = spark.read.parquet(str(loader_home.warehouse / bronze.BRONZE_EVENTS))
+    bronze_events = spark.read.parquet(str(loader_home.warehouse / layout.BRONZE_EVENTS))
     silver = typed_events(bronze_events.unionByName(bronze_events.limit(1000)), timezone="Asia/Shanghai", as_of_date=date(2030, 1, 1))
     assert silver.count() == len(produced.event_ids)
     assert silver.select("event_id").distinct().count() == len(produced.event_ids)

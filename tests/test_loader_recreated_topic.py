@@ -8,10 +8,11 @@ from dataclasses import replace
 
 import pyarrow.parquet as pq
 import pytest
-
-from engagement.settings import KUAISHOU_TOPIC
 from kafka_fixture import recreate_topics
-from streaming import bronze
+from test_cli_errors import assert_one_line_error, run_cli
+
+from core import layout
+from core.contract import KUAISHOU_TOPIC
 from streaming.loader import Loader, LoaderError
 
 pytestmark = pytest.mark.integration
@@ -47,7 +48,7 @@ def _send(settings, values: list[bytes]) -> None:
 
 
 def _bronze_files(settings) -> dict[str, bytes]:
-    directory = settings.warehouse / bronze.BRONZE_EVENTS
+    directory = settings.warehouse / layout.BRONZE_EVENTS
     return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*.parquet"))}
 
 
@@ -56,7 +57,7 @@ def test_loader_refuses_offsets_it_already_holds(fresh_topics, tmp_path):
     _send(settings, _likes("old", 30))
     Loader(settings, until_idle=True, idle_seconds=1).run()
     before = _bronze_files(settings)
-    old_ids = {r["event_id"] for f in (settings.warehouse / bronze.BRONZE_EVENTS).rglob("*.parquet") for r in pq.read_table(f).to_pylist()}
+    old_ids = {r["event_id"] for f in (settings.warehouse / layout.BRONZE_EVENTS).rglob("*.parquet") for r in pq.read_table(f).to_pylist()}
     assert len(old_ids) == 30
 
     recreate_topics(settings)
@@ -64,3 +65,12 @@ def test_loader_refuses_offsets_it_already_holds(fresh_topics, tmp_path):
     with pytest.raises(LoaderError, match="re-created"):
         Loader(settings, until_idle=True, idle_seconds=1).run()
     assert _bronze_files(settings) == before, "bronze changed after the topic was re-created"
+
+    # What an operator sees from the CLI: one line that says what to do, exit code 1.
+    done = run_cli(
+        settings.home,
+        "load", "--until-idle", "--idle-seconds", "1",
+        env={"ENGAGEMENT_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "ENGAGEMENT_CONSUMER_GROUP": settings.consumer_group},
+    )  # fmt: skip
+    assert_one_line_error(done, "re-created", "Nothing was written", "Move ")
+    assert _bronze_files(settings) == before

@@ -8,10 +8,10 @@ from datetime import datetime, timezone
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from core import layout
+from core.contract import IDENTITY_TOPIC, KUAISHOU_TOPIC, Rejection
 from streaming import bronze
 from streaming.loader import dead_letter_headers, route
-from engagement.contract import Rejection
-from engagement.settings import IDENTITY_TOPIC, KUAISHOU_TOPIC
 
 NOW = datetime(2026, 3, 2, 1, 0, tzinfo=timezone.utc)
 LIKE = {
@@ -29,7 +29,7 @@ LIKE = {
 
 def test_valid_event_goes_to_bronze_with_kafka_coordinates_and_extras():
     routed = route(KUAISHOU_TOPIC, 2, 41, b"ks-1", json.dumps(LIKE).encode(), 1_772_367_303_250, NOW)
-    assert routed.table == bronze.BRONZE_EVENTS
+    assert routed.table == layout.BRONZE_EVENTS
     assert routed.rejection is None
     row = routed.row
     assert (row["kafka_topic"], row["kafka_partition"], row["kafka_offset"], row["kafka_key"]) == (KUAISHOU_TOPIC, 2, 41, "ks-1")
@@ -44,7 +44,7 @@ def test_valid_event_goes_to_bronze_with_kafka_coordinates_and_extras():
 def test_invalid_event_goes_to_quarantine_with_original_bytes_and_reason():
     value = b"\xff not utf-8"
     routed = route(KUAISHOU_TOPIC, 0, 7, b"k", value, None, NOW)
-    assert routed.table == bronze.QUARANTINE
+    assert routed.table == layout.QUARANTINE
     assert routed.row["value"] == value
     assert routed.row["kafka_key"] == b"k"
     assert routed.row["error_class"] == "InvalidUtf8"
@@ -54,7 +54,7 @@ def test_invalid_event_goes_to_quarantine_with_original_bytes_and_reason():
 def test_identity_link_goes_to_bronze_identity():
     link = {"link_id": "l", "kuaishou_user_id": "k", "wechat_openid": "o", "linked_at": "2026-03-01T00:00:00Z"}
     routed = route(IDENTITY_TOPIC, 0, 0, b"k", json.dumps(link).encode(), None, NOW)
-    assert routed.table == bronze.BRONZE_IDENTITY
+    assert routed.table == layout.BRONZE_IDENTITY
     assert routed.row["wechat_unionid"] is None and routed.row["extra"] is None
 
 
@@ -74,8 +74,8 @@ def _empty(schema: pa.Schema) -> pa.Table:
 
 
 def test_atomic_write_names_file_by_offset_range(tmp_path):
-    directory = bronze.partition_dir(tmp_path, bronze.BRONZE_EVENTS, KUAISHOU_TOPIC, 1)
-    path = bronze.write_atomically(_empty(bronze.BRONZE_EVENTS_SCHEMA), directory, bronze.OffsetRange(0, 99))
+    directory = layout.partition_dir(tmp_path, layout.BRONZE_EVENTS, KUAISHOU_TOPIC, 1)
+    path = bronze.write_atomically(_empty(bronze.BRONZE_EVENTS_SCHEMA), directory, layout.OffsetRange(0, 99))
     assert path.name == "00000000000000000000-00000000000000000099.parquet"
     assert pq.read_table(path).schema.equals(bronze.BRONZE_EVENTS_SCHEMA, check_metadata=False)
     assert [p.name for p in directory.iterdir()] == [path.name]  # no temporary left behind
@@ -83,17 +83,17 @@ def test_atomic_write_names_file_by_offset_range(tmp_path):
 
 def test_recovery_resumes_after_last_bronze_marker_and_drops_orphans(tmp_path):
     warehouse = tmp_path
-    assert bronze.recover_partition(warehouse, bronze.BRONZE_EVENTS, KUAISHOU_TOPIC, 0) is None
-    bronze_dir = bronze.partition_dir(warehouse, bronze.BRONZE_EVENTS, KUAISHOU_TOPIC, 0)
-    quarantine_dir = bronze.partition_dir(warehouse, bronze.QUARANTINE, KUAISHOU_TOPIC, 0)
+    assert bronze.recover_partition(warehouse, layout.BRONZE_EVENTS, KUAISHOU_TOPIC, 0) is None
+    bronze_dir = layout.partition_dir(warehouse, layout.BRONZE_EVENTS, KUAISHOU_TOPIC, 0)
+    quarantine_dir = layout.partition_dir(warehouse, layout.QUARANTINE, KUAISHOU_TOPIC, 0)
     for first, last in ((0, 9), (10, 24)):
-        bronze.write_atomically(_empty(bronze.BRONZE_EVENTS_SCHEMA), bronze_dir, bronze.OffsetRange(first, last))
+        bronze.write_atomically(_empty(bronze.BRONZE_EVENTS_SCHEMA), bronze_dir, layout.OffsetRange(first, last))
     # Quarantine of a published range stays; of the range that crashed before its marker goes.
-    bronze.write_atomically(_empty(bronze.QUARANTINE_SCHEMA), quarantine_dir, bronze.OffsetRange(10, 24))
-    bronze.write_atomically(_empty(bronze.QUARANTINE_SCHEMA), quarantine_dir, bronze.OffsetRange(25, 30))
+    bronze.write_atomically(_empty(bronze.QUARANTINE_SCHEMA), quarantine_dir, layout.OffsetRange(10, 24))
+    bronze.write_atomically(_empty(bronze.QUARANTINE_SCHEMA), quarantine_dir, layout.OffsetRange(25, 30))
     (bronze_dir / ".00000000000000000025-00000000000000000030.parquet.123.tmp").write_bytes(b"half")
 
-    assert bronze.recover_partition(warehouse, bronze.BRONZE_EVENTS, KUAISHOU_TOPIC, 0) == 25
+    assert bronze.recover_partition(warehouse, layout.BRONZE_EVENTS, KUAISHOU_TOPIC, 0) == 25
     assert [r.first for r in bronze.ranges_in(quarantine_dir)] == [10]
     assert sorted(p.name for p in bronze_dir.iterdir()) == [
         "00000000000000000000-00000000000000000009.parquet",

@@ -9,7 +9,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -17,10 +17,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core import tables
+from core.layout import staging_path
+from core.settings import Settings
+from core.tables import GOLD_TABLES
 from engagement.postgres import PostgresPublishError, publish_to_postgres
-from engagement.settings import Settings
-from engagement.warehouse import GOLD_TABLES, SNAPSHOT_TABLES, staging_path
-from jobs.pipeline import publish
+from engagement.publish import publish
+from streaming.bronze import arrow_schema
 
 D1, D2 = date(2026, 3, 10), date(2026, 3, 11)
 
@@ -82,32 +85,49 @@ def url(server_url: str) -> str:
     return server_url.rsplit("/", 1)[0] + "/" + name
 
 
+M = date(2026, 3, 1)
+
+
+def _gold_rows(as_of: date, marker: int) -> dict[str, dict]:
+    """One row per gold table, written out from DESIGN section 5; ``marker`` (a count column)
+    says which run wrote it."""
+    return {
+        "daily_engagement": dict(platform="wechat", event_date=date(2026, 3, 9), event_type="join", events=marker, users=1),
+        "join_conversion": dict(
+            platform="wechat", cohort_date=date(2026, 3, 2), funnel="invite", attempts=marker, conversions=0,
+            conversion_rate=0.0,
+        ),
+        "retention_cohorts": dict(
+            platform="wechat", cohort_date=date(2026, 3, 2), day_offset=7, cohort_users=marker, retained_users=0,
+            retention_rate=None,
+        ),
+        "member_lifetime": dict(
+            platform="kuaishou", cohort_month=M, users=marker, avg_lifetime_days=2.5, median_lifetime_days=2.0
+        ),
+        "group_health": dict(
+            platform="wechat", group_id="g1", as_of_date=as_of, origin_channel="qr_code", first_event_date=M,
+            last_event_date=as_of, members=marker, active_members_7d=1, silent_members_7d=marker - 1,
+            inactive_members_14d=0, alive_30d=None,
+        ),
+        "group_survival": dict(
+            platform="wechat", origin_channel=None, cohort_month=M, groups=marker, survived_30d=0, survival_rate_30d=0.0
+        ),
+        "cross_platform_propagation": dict(
+            event_date=date(2026, 3, 9), likes=marker, propagated=0, propagation_rate=0.0,
+            latency_p50_s=None, latency_p90_s=None, latency_p99_s=None,
+        ),
+        "cross_platform_overlap": dict(
+            as_of_date=as_of, kuaishou_members=marker, wechat_members=0, both=0, overlap_rate=None
+        ),
+    }  # fmt: skip
+
+
 def _stage(settings: Settings, as_of: date, marker: int) -> None:
-    """Stage a one-row Parquet file per gold table whose ``marker`` says which run wrote it."""
-    for table in GOLD_TABLES:
+    """Stage one Parquet file per gold table with its row of :func:`_gold_rows`."""
+    for table, row in _gold_rows(as_of, marker).items():
         directory = staging_path(settings.warehouse, table, as_of)
         directory.mkdir(parents=True)
-        fields = [("marker", pa.int64()), ("platform", pa.string())]
-        row: dict[str, list] = {"marker": [marker], "platform": ["wechat"]}
-        if table == "daily_engagement":  # one table carries every mapped type
-            fields += [
-                ("activity_date", pa.date32()),
-                ("active_members", pa.int32()),
-                ("messages_per_member", pa.float64()),
-                ("is_weekend", pa.bool_()),
-                ("first_event_at", pa.timestamp("us", tz="UTC")),
-            ]
-            row |= {
-                "activity_date": [date(2026, 3, 9)],
-                "active_members": [7],
-                "messages_per_member": [2.5],
-                "is_weekend": [False],
-                "first_event_at": [datetime(2026, 3, 9, 8, 30, tzinfo=timezone.utc)],
-            }
-        if table in SNAPSHOT_TABLES:
-            fields.append(("as_of_date", pa.date32()))
-            row["as_of_date"] = [as_of]
-        pq.write_table(pa.table(row, schema=pa.schema(fields)), directory / "part-0.parquet")
+        pq.write_table(pa.Table.from_pylist([row], schema=arrow_schema(tables.GOLD[table])), directory / "part-0.parquet")
 
 
 def _publish(tmp_path: Path, url: str, as_of: date, marker: int) -> None:
@@ -124,10 +144,10 @@ def _rows(url: str, query: str) -> list[tuple]:
 def test_history_tables_hold_the_latest_run_and_snapshot_tables_every_date(tmp_path, url):
     _publish(tmp_path, url, D1, 1)
     _publish(tmp_path, url, D2, 2)
-    assert _rows(url, "SELECT marker, platform FROM gold.retention_cohorts") == [(2, "wechat")]
-    assert _rows(url, "SELECT marker FROM gold.cross_platform_propagation") == [(2,)]
-    assert _rows(url, "SELECT as_of_date, marker FROM gold.group_health ORDER BY as_of_date") == [(D1, 1), (D2, 2)]
-    assert _rows(url, "SELECT as_of_date, marker FROM gold.cross_platform_overlap ORDER BY as_of_date") == [
+    assert _rows(url, "SELECT cohort_users, platform FROM gold.retention_cohorts") == [(2, "wechat")]
+    assert _rows(url, "SELECT likes FROM gold.cross_platform_propagation") == [(2,)]
+    assert _rows(url, "SELECT as_of_date, members FROM gold.group_health ORDER BY as_of_date") == [(D1, 1), (D2, 2)]
+    assert _rows(url, "SELECT as_of_date, kuaishou_members FROM gold.cross_platform_overlap ORDER BY as_of_date") == [
         (D1, 1),
         (D2, 2),
     ]
@@ -142,42 +162,56 @@ def test_republishing_a_date_gives_the_same_rows(tmp_path, url):
     settings = Settings(home=tmp_path, postgres_url=url)
     publish(settings, D1)  # a retried task: gold already in place, PostgreSQL loaded again
     assert publish_to_postgres(url, settings.warehouse, D1) == {table: 1 for table in GOLD_TABLES}
-    assert _rows(url, "SELECT marker FROM gold.join_conversion") == [(1,)]
-    assert _rows(url, "SELECT as_of_date, marker FROM gold.group_health") == [(D1, 1)]
+    assert _rows(url, "SELECT attempts FROM gold.join_conversion") == [(1,)]
+    assert _rows(url, "SELECT as_of_date, members FROM gold.group_health") == [(D1, 1)]
     assert _rows(url, "SELECT count(*) FROM gold._publications") == [(1,)]
 
 
 def test_backfilling_an_older_date_adds_snapshots_but_keeps_newer_history(tmp_path, url):
     _publish(tmp_path, url, D2, 2)
     _publish(tmp_path, url, D1, 1)
-    assert _rows(url, "SELECT marker FROM gold.member_lifetime") == [(2,)]
-    assert _rows(url, "SELECT as_of_date, marker FROM gold.group_health ORDER BY as_of_date") == [(D1, 1), (D2, 2)]
+    assert _rows(url, "SELECT users FROM gold.member_lifetime") == [(2,)]
+    assert _rows(url, "SELECT as_of_date, members FROM gold.group_health ORDER BY as_of_date") == [(D1, 1), (D2, 2)]
     loaded = publish_to_postgres(url, Settings(home=tmp_path).warehouse, D1)
     assert loaded == {"group_health": 1, "cross_platform_overlap": 1}
 
 
-def test_column_types_follow_the_parquet_schema(tmp_path, url):
-    _publish(tmp_path, url, D1, 1)
-    types = _rows(
-        url,
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'gold' AND table_name = 'daily_engagement' ORDER BY ordinal_position",
-    )
-    assert types == [
-        ("marker", "bigint"),
-        ("platform", "text"),
-        ("activity_date", "date"),
-        ("active_members", "integer"),
-        ("messages_per_member", "double precision"),
-        ("is_weekend", "boolean"),
-        ("first_event_at", "timestamp with time zone"),
+def test_tables_have_the_gold_columns_types_and_values(tmp_path, url):
+    _publish(tmp_path, url, D1, 3)
+
+    def columns(table: str) -> list[tuple]:
+        return _rows(
+            url,
+            "SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+            f"WHERE table_schema = 'gold' AND table_name = '{table}' ORDER BY ordinal_position",
+        )
+
+    assert columns("join_conversion") == [
+        ("platform", "text", "NO"),
+        ("cohort_date", "date", "NO"),
+        ("funnel", "text", "NO"),
+        ("attempts", "bigint", "NO"),
+        ("conversions", "bigint", "NO"),
+        ("conversion_rate", "double precision", "YES"),
     ]
-    assert _rows(url, "SELECT data_type FROM information_schema.columns WHERE table_schema = 'gold' "
-                 "AND table_name = 'group_health' AND column_name = 'as_of_date'") == [("date",)]
-    assert _rows(url, "SELECT activity_date, active_members, messages_per_member, is_weekend, first_event_at "
-                 "FROM gold.daily_engagement") == [
-        (date(2026, 3, 9), 7, 2.5, False, datetime(2026, 3, 9, 8, 30, tzinfo=timezone.utc))
+    assert columns("group_health") == [
+        ("platform", "text", "NO"),
+        ("group_id", "text", "NO"),
+        ("as_of_date", "date", "NO"),
+        ("origin_channel", "text", "YES"),
+        ("first_event_date", "date", "NO"),
+        ("last_event_date", "date", "NO"),
+        ("members", "bigint", "NO"),
+        ("active_members_7d", "bigint", "NO"),
+        ("silent_members_7d", "bigint", "NO"),
+        ("inactive_members_14d", "bigint", "NO"),
+        ("alive_30d", "boolean", "YES"),
     ]
+    assert [c[:2] for c in columns("retention_cohorts")][2] == ("day_offset", "integer")
+    assert _rows(url, "SELECT * FROM gold.group_health") == [
+        ("wechat", "g1", D1, "qr_code", M, D1, 3, 1, 2, 0, None)
+    ]
+    assert _rows(url, "SELECT * FROM gold.member_lifetime") == [("kuaishou", M, 3, 2.5, 2.0)]
 
 
 def test_unreachable_server_says_what_to_check_without_the_password(tmp_path):

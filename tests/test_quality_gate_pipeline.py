@@ -10,10 +10,12 @@ from datetime import date, datetime, timezone
 import pyarrow as pa
 import pytest
 
+from core import layout
+from core.contract import KUAISHOU_TOPIC, WECHAT_TOPIC
+from core.layout import published_dates, silver_path, staging_path
+from core.settings import Settings
+from engagement import pipeline
 from engagement.query import run_query
-from engagement.settings import KUAISHOU_TOPIC, WECHAT_TOPIC, Settings
-from engagement.warehouse import published_dates, staging_path
-from jobs import pipeline
 from streaming import bronze
 from streaming.loader import route
 
@@ -53,8 +55,8 @@ def _write_bronze(settings: Settings, rows_by_topic: dict[str, list[bytes]]) -> 
         good = [r.row for r in routed if r.rejection is None]
         bronze.write_atomically(
             pa.Table.from_pylist(good, schema=bronze.BRONZE_EVENTS_SCHEMA),
-            bronze.partition_dir(settings.warehouse, bronze.BRONZE_EVENTS, topic, 0),
-            bronze.OffsetRange(0, len(values) - 1),
+            layout.partition_dir(settings.warehouse, layout.BRONZE_EVENTS, topic, 0),
+            layout.OffsetRange(0, len(values) - 1),
         )
 
 
@@ -78,7 +80,7 @@ def test_daily_run_types_dedups_and_publishes(spark, loaded):
     result = pipeline.run_daily(spark, loaded, AS_OF)
     assert result.silver_counts["events"] == 5  # 6 arrived, one a redelivery
 
-    events = spark.read.parquet(str(pipeline.silver_path(loaded.warehouse, "events", AS_OF)))
+    events = spark.read.parquet(str(silver_path(loaded.warehouse, "events", AS_OF)))
     dates = {r["event_id"]: r["event_date"].isoformat() for r in events.collect()}
     assert dates == {"w-1": "2026-03-01", "w-2": "2026-03-02", "w-3": "2026-03-03", "w-4": "2026-03-03", "k-1": "2026-03-01"}
     assert published_dates(loaded.warehouse) == [AS_OF]
@@ -99,8 +101,8 @@ def test_daily_run_types_dedups_and_publishes(spark, loaded):
 def test_corrupt_gold_fails_the_gate_and_publishes_nothing(spark, loaded):
     from expectations.runner import QualityGateFailed
 
-    pipeline.build_silver_step(spark, loaded, AS_OF)
-    pipeline.build_gold_step(spark, loaded, AS_OF)
+    pipeline.build_silver(spark, loaded, AS_OF)
+    pipeline.build_gold(spark, loaded, AS_OF)
     # Corrupt the staged join_conversion: a rate above 1.
     path = staging_path(loaded.warehouse, "join_conversion", AS_OF)
     bad = spark.read.parquet(str(path)).withColumn("conversion_rate", pipeline_rate(1.5)).cache()
@@ -124,13 +126,13 @@ def test_null_in_required_bronze_column_fails_the_gate(spark, settings):
     row["event_id"] = None  # what a broken writer upstream of the contract would leave
     bronze.write_atomically(
         pa.Table.from_pylist([row], schema=bronze.BRONZE_EVENTS_SCHEMA),
-        bronze.partition_dir(settings.warehouse, bronze.BRONZE_EVENTS, KUAISHOU_TOPIC, 0),
-        bronze.OffsetRange(0, 0),
+        layout.partition_dir(settings.warehouse, layout.BRONZE_EVENTS, KUAISHOU_TOPIC, 0),
+        layout.OffsetRange(0, 0),
     )
     with pytest.raises(QualityGateFailed, match="event_id"):
         pipeline.run_daily(spark, settings, AS_OF)
     assert published_dates(settings.warehouse) == []
-    assert not pipeline.silver_path(settings.warehouse, "events", AS_OF).exists()
+    assert not silver_path(settings.warehouse, "events", AS_OF).exists()
 
 
 def test_rerun_of_the_same_date_gives_the_same_rows(spark, loaded):

@@ -10,10 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.layout import gold_path, staging_path
+from core.settings import Settings, SettingsError
+from core.tables import GOLD_TABLES
+from engagement.publish import PublishError, publish
 from engagement.query import QueryError, format_result, run_query
-from engagement.settings import Settings, SettingsError
-from engagement.warehouse import GOLD_TABLES, gold_path, staging_path
-from jobs.pipeline import PipelineError, publish
 
 D1, D2 = date(2026, 3, 10), date(2026, 3, 11)
 
@@ -43,7 +44,8 @@ def test_staged_gold_is_invisible_until_published(settings):
     _stage(settings, D1, 1)
     with pytest.raises(QueryError):
         run_query(settings.warehouse, "SELECT * FROM join_conversion")
-    record = publish(settings, D1)
+    publish(settings, D1)
+    record = settings.warehouse / "published" / f"{D1.isoformat()}.json"
     assert json.loads(record.read_text())["row_counts"] == {table: 1 for table in GOLD_TABLES}
     assert run_query(settings.warehouse, "SELECT marker FROM join_conversion").rows == [(1,)]
     assert not staging_path(settings.warehouse, "join_conversion", D1).exists()
@@ -62,7 +64,7 @@ def test_latest_run_for_history_tables_every_snapshot_for_snapshot_tables(settin
 
 
 def test_publish_is_rerunnable_and_refuses_without_staged_tables(settings):
-    with pytest.raises(PipelineError, match="build_gold"):
+    with pytest.raises(PublishError, match="build_gold"):
         publish(settings, D1)
     _stage(settings, D1, 1)
     publish(settings, D1)

@@ -6,9 +6,9 @@ from datetime import date, datetime, timezone
 
 import pytest
 
-from jobs.pipeline import spark_ddl
+from core import tables
+from jobs.schemas import spark_schema
 from jobs.silver import build_silver
-from streaming import bronze
 
 INGEST = datetime(2026, 3, 20, tzinfo=timezone.utc)
 AS_OF = date(2026, 3, 5)
@@ -74,8 +74,8 @@ def silver(spark):
         _link("l-1", "k1", "o1", None, "2026-03-30T00:00:00Z"),
         _link("l-1", "k1", "o1", None, "2026-03-30T00:00:00Z"),  # redelivered link
     ]
-    bronze_events = spark.createDataFrame(events, spark_ddl(bronze.BRONZE_EVENTS_SCHEMA))
-    bronze_identity = spark.createDataFrame(links, spark_ddl(bronze.BRONZE_IDENTITY_SCHEMA))
+    bronze_events = spark.createDataFrame(events, spark_schema(tables.BRONZE_EVENTS))
+    bronze_identity = spark.createDataFrame(links, spark_schema(tables.BRONZE_IDENTITY))
     return build_silver(bronze_events, bronze_identity, timezone="Asia/Shanghai", as_of_date=AS_OF)
 
 

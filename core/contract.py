@@ -1,9 +1,10 @@
 """The event contract, version 1 (DESIGN section 3): one implementation used everywhere.
 
-``validate_event`` and ``validate_identity`` take the raw bytes of one Kafka message and return
-either the parsed record or a :class:`Rejection` naming the rule it broke. They are pure
-functions of their arguments, so the loader, the generator's self-checks and the tests share
-them.
+:func:`validate` takes the topic and the raw bytes of one Kafka message and returns either the
+parsed record or a :class:`Rejection` naming the rule it broke (:func:`check_event` and
+:func:`check_identity` judge an already decoded object). They are pure functions of their
+arguments, so the loader, the generator's self-checks and the tests share them. The topics
+and the platform each carries are part of the contract and live here too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from engagement.settings import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC
+# Topics (DESIGN section 3): one per platform for engagement events, one for identity links,
+# one for dead letters.
+KUAISHOU_TOPIC = "engagement.kuaishou.events"
+WECHAT_TOPIC = "engagement.wechat.events"
+IDENTITY_TOPIC = "engagement.identity"
+DEADLETTER_TOPIC = "engagement.deadletter"
+CONTRACT_TOPICS = (KUAISHOU_TOPIC, WECHAT_TOPIC, IDENTITY_TOPIC, DEADLETTER_TOPIC)
 
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -32,7 +39,10 @@ CHANNELS = (
     "search",
     "other",
 )
+# The platform each event topic carries, and back.
 TOPIC_PLATFORM = {KUAISHOU_TOPIC: "kuaishou", WECHAT_TOPIC: "wechat"}
+PLATFORM_TOPIC = {platform: topic for topic, platform in TOPIC_PLATFORM.items()}
+EVENT_TOPICS = tuple(TOPIC_PLATFORM)
 
 # The fields of an engagement event, in bronze column order.
 EVENT_FIELDS = (

@@ -14,17 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-PREFIX = "ENGAGEMENT_"
+from core.errors import UserError
 
-KUAISHOU_TOPIC = "engagement.kuaishou.events"
-WECHAT_TOPIC = "engagement.wechat.events"
-IDENTITY_TOPIC = "engagement.identity"
-DEADLETTER_TOPIC = "engagement.deadletter"
+PREFIX = "ENGAGEMENT_"
 
 SECRET_FIELDS = frozenset({"postgres_url"})
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A setting has a value the pipeline cannot use; the message names the variable."""
 
 
@@ -59,13 +56,6 @@ class Settings:
     @property
     def kafka_port(self) -> int:
         return int(self.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
-
-    def topic_for_platform(self, platform: str) -> str:
-        return {"kuaishou": KUAISHOU_TOPIC, "wechat": WECHAT_TOPIC}[platform]
-
-    @property
-    def event_topics(self) -> tuple[str, str]:
-        return (KUAISHOU_TOPIC, WECHAT_TOPIC)
 
     def describe(self) -> dict[str, str]:
         """Settings as strings for display, with secrets masked."""

@@ -1,0 +1,206 @@
+"""The daily pipeline for one logical date, in :data:`STEPS` order:
+
+    validate_bronze -> build_silver -> validate_silver -> build_gold -> validate_gold -> publish
+
+Each step reads its inputs from storage and writes its outputs there, so Airflow runs the steps
+as separate tasks (``dags/engagement_daily.py``) and ``engagement run`` runs them in a row
+(:func:`run_daily`); both take the order and the functions from :data:`STEPS`, and nothing
+else writes it down.
+
+This module combines the parts: Spark jobs (``jobs``), quality gates (``expectations``) and
+publication (``engagement.publish``). Storage layout: ``core.layout``; a run only ever replaces
+its own date, so re-runs are idempotent.
+
+Every run recomputes its date from the whole of bronze (see README, "Late data"): gold rows
+depend on first joins and lifetimes that reach back to the first event, so nothing shorter
+than the full history is enough.
+
+On a cluster: ``spark-submit engagement/pipeline.py --as-of YYYY-MM-DD`` runs every step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from core.layout import silver_path, staging_path
+from core.settings import Settings
+from core.tables import GOLD_TABLES, SILVER_TABLES
+
+log = logging.getLogger("engagement.pipeline")
+
+
+# --------------------------------------------------------------------------------------------
+# Steps: each takes (spark, settings, as_of_date) and returns what it produced
+# --------------------------------------------------------------------------------------------
+def validate_bronze(spark, settings: Settings, as_of_date: date):
+    """The bronze gate: every valid message the loader kept, events and identity links."""
+    from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY
+    from expectations.runner import validate_layer
+    from jobs.storage import read_bronze
+
+    tables = {
+        "events": read_bronze(spark, settings.warehouse, BRONZE_EVENTS),
+        "identity": read_bronze(spark, settings.warehouse, BRONZE_IDENTITY),
+    }
+    return validate_layer("bronze", tables)
+
+
+def build_silver(spark, settings: Settings, as_of_date: date) -> dict[str, int]:
+    """Silver ``events`` and ``identity_map`` as of ``as_of_date``; returns rows per table."""
+    from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY
+    from jobs.silver import build_silver as build
+    from jobs.storage import parquet_rows, read_bronze
+
+    events, identity_map = build(
+        read_bronze(spark, settings.warehouse, BRONZE_EVENTS),
+        read_bronze(spark, settings.warehouse, BRONZE_IDENTITY),
+        timezone=settings.timezone,
+        as_of_date=as_of_date,
+    )
+    counts = {}
+    for name, df in (("identity_map", identity_map), ("events", events)):
+        path = silver_path(settings.warehouse, name, as_of_date)
+        df.write.mode("overwrite").parquet(str(path))
+        counts[name] = parquet_rows(path)
+    return counts
+
+
+def validate_silver(spark, settings: Settings, as_of_date: date):
+    """The silver gate."""
+    from expectations.runner import validate_layer
+    from jobs.storage import read_table
+
+    tables = {name: read_table(spark, silver_path(settings.warehouse, name, as_of_date)) for name in SILVER_TABLES}
+    return validate_layer("silver", tables)
+
+
+def build_gold(spark, settings: Settings, as_of_date: date) -> dict[str, int]:
+    """All eight gold tables into staging; returns rows per table."""
+    from jobs.gold import build_gold_tables
+    from jobs.storage import parquet_rows, read_table
+
+    events = read_table(spark, silver_path(settings.warehouse, "events", as_of_date)).cache()
+    identity_map = read_table(spark, silver_path(settings.warehouse, "identity_map", as_of_date))
+    counts = {}
+    for name, df in build_gold_tables(events, identity_map, as_of_date=as_of_date).items():
+        path = staging_path(settings.warehouse, name, as_of_date)
+        df.coalesce(1).write.mode("overwrite").parquet(str(path))
+        counts[name] = parquet_rows(path)
+    events.unpersist()
+    return counts
+
+
+def validate_gold(spark, settings: Settings, as_of_date: date):
+    """The gold gate, on the staged tables: nothing is visible to analysts yet."""
+    from expectations.runner import validate_layer
+    from jobs.storage import read_table
+
+    tables = {name: read_table(spark, staging_path(settings.warehouse, name, as_of_date)) for name in GOLD_TABLES}
+    return validate_layer("gold", tables)
+
+
+def publish(spark, settings: Settings, as_of_date: date) -> dict[str, Any]:
+    """Make the validated gold of ``as_of_date`` visible to analysts (see ``engagement.publish``)."""
+    from engagement.publish import publish as publish_gold
+
+    record = publish_gold(settings, as_of_date)
+    return {"published": as_of_date.isoformat(), "row_counts": record["row_counts"]}
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    run: Callable[..., Any]
+    # publish moves files and writes records only: no Spark session needed.
+    needs_spark: bool = True
+
+
+# The order of the daily run, written once: run_daily, the DAG and the CLI read it.
+STEPS: tuple[Step, ...] = (
+    Step("validate_bronze", validate_bronze),
+    Step("build_silver", build_silver),
+    Step("validate_silver", validate_silver),
+    Step("build_gold", build_gold),
+    Step("validate_gold", validate_gold),
+    Step("publish", publish, needs_spark=False),
+)
+STEP_NAMES = tuple(step.name for step in STEPS)
+GATES = {"bronze": validate_bronze, "silver": validate_silver, "gold": validate_gold}
+
+
+def step_named(name: str) -> Step:
+    for step in STEPS:
+        if step.name == name:
+            return step
+    raise KeyError(f"no pipeline step {name!r}; the steps are {', '.join(STEP_NAMES)}")
+
+
+def run_step(name: str, settings: Settings, as_of_date: date, *, spark=None) -> Any:
+    """Run one step for ``as_of_date``, starting Spark only if the step needs it."""
+    step = step_named(name)
+    if step.needs_spark and spark is None:
+        spark = spark_for(settings, app_name=f"engagement_daily.{name}")
+    return step.run(spark, settings, as_of_date)
+
+
+@dataclass
+class RunResult:
+    as_of_date: date
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def silver_counts(self) -> dict[str, int]:
+        return self.outputs["build_silver"]
+
+    @property
+    def gold_counts(self) -> dict[str, int]:
+        return self.outputs["build_gold"]
+
+    @property
+    def reports(self) -> list:
+        return [self.outputs[name] for name in STEP_NAMES if name.startswith("validate_")]
+
+
+def run_daily(
+    spark, settings: Settings, as_of_date: date, *, on_step: Callable[[str], None] | None = None
+) -> RunResult:
+    """Run every step for one logical date, in order; a failed gate raises before publish."""
+    result = RunResult(as_of_date)
+    for step in STEPS:
+        log.info("%s: %s", as_of_date, step.name)
+        if on_step:
+            on_step(step.name)
+        result.outputs[step.name] = step.run(spark, settings, as_of_date)
+    return result
+
+
+def spark_for(settings: Settings, app_name: str = "engagement"):
+    """The Spark session for these settings (local mode unless spark-submit says otherwise)."""
+    from jobs.session import build_spark
+
+    return build_spark(
+        app_name=app_name,
+        master=settings.spark_master,
+        shuffle_partitions=settings.spark_shuffle_partitions,
+        driver_memory=settings.spark_driver_memory,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for ``spark-submit engagement/pipeline.py --as-of YYYY-MM-DD``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Run the daily pipeline for one logical date.")
+    parser.add_argument("--as-of", required=True, type=date.fromisoformat)
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    run_daily(spark_for(settings), settings, args.as_of)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

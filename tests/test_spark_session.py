@@ -1,0 +1,43 @@
+"""The session builder: local defaults for a plain process, the submitted settings under
+spark-submit (a cluster's --master must win over the code's local default)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyspark
+
+SPARK_SUBMIT = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+
+
+def test_plain_process_gets_the_local_defaults(spark):
+    # The session fixture calls build_spark(shuffle_partitions=2) with the default master.
+    assert spark.sparkContext.master == "local[2]"
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+
+
+def test_spark_submit_settings_win(tmp_path):
+    script = tmp_path / "show_session.py"
+    script.write_text(
+        "from jobs.session import build_spark\n"
+        "spark = build_spark(master='local[2]', shuffle_partitions=4)\n"
+        "print('MASTER', spark.sparkContext.master)\n"
+        "print('SHUFFLE', spark.conf.get('spark.sql.shuffle.partitions'))\n"
+        "print('ZONE', spark.conf.get('spark.sql.session.timeZone'))\n"
+        "spark.stop()\n"
+    )
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    done = subprocess.run(
+        [str(SPARK_SUBMIT), "--master", "local[1]", "--conf", "spark.sql.shuffle.partitions=3", str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    shown = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line.split(" ")[0] in ("MASTER", "SHUFFLE", "ZONE"))
+    assert shown == {"MASTER": "local[1]", "SHUFFLE": "3", "ZONE": "UTC"}
