@@ -7,6 +7,7 @@
     staging/gold/<table>/as_of_date=D                gold before its quality gate
     gold/<table>/as_of_date=D                        published gold (moved from staging)
     published/D.json                                 the publication record (row counts)
+    pipeline_runs/<run id>.json                      one record per pipeline run
 
 Offsets in bronze file names are zero-padded to 20 digits so that names sort in offset order.
 This module only names places; reading and writing happen in the parts that own them.
@@ -78,6 +79,16 @@ def published_dir(warehouse: Path) -> Path:
 def publication_record(warehouse: Path, as_of_date: date) -> Path:
     """The file whose presence makes ``as_of_date``'s gold visible to analysts."""
     return published_dir(warehouse) / f"{as_of_date.isoformat()}.json"
+
+
+def pipeline_runs_dir(warehouse: Path) -> Path:
+    return warehouse / "pipeline_runs"
+
+
+def run_record(warehouse: Path, run_id: str) -> Path:
+    """The record of one pipeline run (``pipeline_runs``), named by its run id."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    return pipeline_runs_dir(warehouse) / f"{safe}.json"
 
 
 def published_dates(warehouse: Path) -> list[date]:

@@ -36,12 +36,17 @@ class Settings:
     topic_partitions: int = 3
     consumer_group: str = "engagement-loader"
     timezone: str = "Asia/Shanghai"
+    # A scheduled run for day D starts this long after D has ended in the reporting zone.
+    late_allowance_minutes: int = 60
     spark_master: str = "local[2]"
     spark_shuffle_partitions: int = 4
     spark_driver_memory: str = "2g"
     loader_batch_max_records: int = 20_000
     loader_batch_max_bytes: int = 16 * 1024 * 1024
     loader_batch_max_seconds: float = 5.0
+    # `engagement status` exits non-zero above these (README, "Operate").
+    status_max_lag: int = 10_000
+    status_max_stale_days: int = 2
     postgres_url: str | None = field(default=None, repr=False)
 
     # Paths derived from home -------------------------------------------------------------
@@ -94,6 +99,8 @@ class Settings:
             raise SettingsError(
                 f"{PREFIX}TIMEZONE={self.timezone!r} is not an IANA time zone (e.g. Asia/Shanghai)"
             ) from exc
+        if self.late_allowance_minutes < 0:
+            raise SettingsError(f"{PREFIX}LATE_ALLOWANCE_MINUTES must be >= 0, got {self.late_allowance_minutes}")
         if self.topic_partitions < 1:
             raise SettingsError(f"{PREFIX}TOPIC_PARTITIONS must be >= 1, got {self.topic_partitions}")
         try:

@@ -309,6 +309,27 @@ CROSS_PLATFORM_OVERLAP = Table(
     key=("as_of_date",),
 )
 
+# Operations -----------------------------------------------------------------------------------
+
+PIPELINE_RUNS = Table(
+    "pipeline_runs",
+    "ops",
+    "every run of the daily pipeline, from the CLI or Airflow, and how it ended",
+    (
+        _c("run_id", "string", "Airflow's run id, or cli__<start time> for `engagement run`"),
+        _c("as_of_date", "date", "the logical date: the last complete day the run covers"),
+        _c("triggered_by", "string", "scheduled, manual, backfill (Airflow run type) or cli"),
+        _c("started_at", "timestamp", "when the first step started (UTC)"),
+        _c("ended_at", "timestamp", "when the run succeeded or failed (UTC); NULL while running", nullable=True),
+        _c("status", "string", "running, success or failed"),
+        _c("failed_step", "string", "the step that failed", nullable=True),
+        _c("error", "string", "the failure, one line", nullable=True),
+        _c("row_counts", "string", "rows per silver and gold table, as a JSON object"),
+        _c("gate_results", "string", "per layer: passed, critical failures, warnings, as a JSON object"),
+    ),
+    key=("run_id",),
+)
+
 BRONZE = {"events": BRONZE_EVENTS, "identity": BRONZE_IDENTITY}
 SILVER = {table.name: table for table in (SILVER_EVENTS, IDENTITY_MAP)}
 # In DESIGN order, which is also the order of building, validating and publishing.

@@ -1,18 +1,21 @@
 """
 ### engagement_daily
 
-One run per logical date `D` (a calendar day in the reporting time zone, Asia/Shanghai by
-default). The run recomputes silver and all eight gold tables **as of D** from the whole of
-bronze, so late events for earlier days are folded in, and publishes them only if every
-quality gate passes:
+One run per day `D` (a calendar day in the reporting time zone, `ENGAGEMENT_TIMEZONE`). The
+scheduled run for `D` starts once `D` has ended there plus `ENGAGEMENT_LATE_ALLOWANCE_MINUTES`,
+and computes silver and all eight gold tables **as of D** from the whole of bronze, so late
+events for earlier days are folded in. It publishes only if every quality gate passes:
 
 `validate_bronze` → `build_silver` → `validate_silver` → `build_gold` → `validate_gold` → `publish`
 
-* Idempotent: every task reads and writes the folders of its own logical date only.
+* Manual runs and backfills name their day: trigger with `{"as_of_date": "YYYY-MM-DD"}` or a
+  logical date on that day; a manual run with neither computes the last complete day.
+* Idempotent: every task reads and writes the folders of its own date only.
 * A failed critical expectation fails its task; nothing of that date is published and the
-  previously published tables stay visible to analysts.
-* Logic lives in `engagement.pipeline`, whose `STEPS` give the tasks and their order (the same
-  functions `engagement run --as-of D` calls); this file only wires them.
+  previously published tables stay visible to analysts. The failure is logged with its date,
+  step and expectations, and recorded in `pipeline_runs`.
+* Logic lives in `engagement.pipeline` (its `STEPS` give the tasks and their order, the same
+  functions `engagement run --as-of D` calls) and `engagement.schedule`; this file only wires.
 """
 
 from __future__ import annotations
@@ -20,26 +23,29 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import chain, dag, task
+from airflow.sdk import Param, chain, dag, task
 
+from core.settings import Settings
 from engagement.pipeline import STEP_NAMES
+from engagement.schedule import daily_timetable, on_task_failure
+
+# Read at parse time for the schedule only: environment variables, no network, no Variables.
+SETTINGS = Settings.from_env()
 
 
 @task
 def run_step(step: str) -> dict:
-    """Run one pipeline step for this run's date (Spark and GX are imported only here)."""
+    """Run one pipeline step for this run's day (Spark and GX are imported only here)."""
     from airflow.sdk import get_current_context
 
-    from core.settings import Settings
     from engagement.pipeline import run_step as run
+    from engagement.schedule import run_as_of, triggered_by
 
     settings = Settings.from_env()
     context = get_current_context()
-    # `ds` is rendered in UTC; the as-of date is the logical date's calendar day in the
-    # reporting zone (a run for 2026-03-01 starts at 00:00 Asia/Shanghai = 16:00Z the day before).
-    when = context.get("logical_date") or context["dag_run"].run_after
-    as_of = pendulum.instance(when).in_timezone(settings.timezone).date()
-    result = run(step, settings, as_of)
+    as_of = run_as_of(context, timezone=settings.timezone, allowance_minutes=settings.late_allowance_minutes)
+    print(f"engagement_daily: {step} as of {as_of}")
+    result = run(step, settings, as_of, run_id=context["dag_run"].run_id, triggered_by=triggered_by(context))
     if hasattr(result, "summary"):
         print(result.summary())
         return result.to_dict()
@@ -48,12 +54,24 @@ def run_step(step: str) -> dict:
 
 @dag(
     dag_id="engagement_daily",
-    schedule="@daily",
-    start_date=pendulum.datetime(2026, 1, 1, tz="Asia/Shanghai"),
+    schedule=daily_timetable(timezone=SETTINGS.timezone, allowance_minutes=SETTINGS.late_allowance_minutes),
+    start_date=pendulum.datetime(2026, 1, 1, tz=SETTINGS.timezone),
     catchup=False,
     max_active_runs=1,
     tags=["engagement", "spark", "gold"],
-    default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=5)},
+    params={
+        "as_of_date": Param(
+            None, type=["null", "string"], format="date", description="the day to compute (manual runs and backfills)"
+        )
+    },
+    default_args={
+        "owner": "data-platform",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=2),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(minutes=30),
+        "on_failure_callback": on_task_failure,
+    },
     doc_md=__doc__,
 )
 def engagement_daily():

@@ -185,7 +185,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
     status = pipeline_status(settings)
     _say(json.dumps(status, indent=2, default=str) if args.format == "json" else render_status(status))
-    return 0
+    return status["exit_code"]
 
 
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime, timezone
 from typing import Any
 
 from core.layout import silver_path, staging_path
@@ -139,12 +139,30 @@ def step_named(name: str) -> Step:
     raise KeyError(f"no pipeline step {name!r}; the steps are {', '.join(STEP_NAMES)}")
 
 
-def run_step(name: str, settings: Settings, as_of_date: date, *, spark=None) -> Any:
-    """Run one step for ``as_of_date``, starting Spark only if the step needs it."""
+def run_step(
+    name: str,
+    settings: Settings,
+    as_of_date: date,
+    *,
+    run_id: str,
+    triggered_by: str,
+    spark=None,
+) -> Any:
+    """Run one step for ``as_of_date`` and record it in ``pipeline_runs`` under ``run_id``;
+    Spark is started only if the step needs it."""
+    from engagement import runs
+
     step = step_named(name)
-    if step.needs_spark and spark is None:
-        spark = spark_for(settings, app_name=f"engagement_daily.{name}")
-    return step.run(spark, settings, as_of_date)
+    runs.start_step(settings.warehouse, run_id, as_of_date, triggered_by)
+    try:
+        if step.needs_spark and spark is None:
+            spark = spark_for(settings, app_name=f"engagement_daily.{name}")
+        output = step.run(spark, settings, as_of_date)
+    except Exception as exc:
+        runs.fail_run(settings.warehouse, run_id, name, exc)
+        raise
+    runs.finish_step(settings.warehouse, run_id, name, output, last=name == STEP_NAMES[-1])
+    return output
 
 
 @dataclass
@@ -166,15 +184,27 @@ class RunResult:
 
 
 def run_daily(
-    spark, settings: Settings, as_of_date: date, *, on_step: Callable[[str], None] | None = None
+    spark,
+    settings: Settings,
+    as_of_date: date,
+    *,
+    on_step: Callable[[str], None] | None = None,
+    run_id: str | None = None,
+    triggered_by: str = "cli",
 ) -> RunResult:
-    """Run every step for one logical date, in order; a failed gate raises before publish."""
+    """Run every step for one logical date, in order; a failed gate raises before publish.
+
+    The run is recorded in ``pipeline_runs`` (by default as ``cli__<date>__<start time>``).
+    """
+    run_id = run_id or f"{triggered_by}__{as_of_date.isoformat()}__{datetime.now(timezone.utc):%Y%m%dT%H%M%S%fZ}"
     result = RunResult(as_of_date)
     for step in STEPS:
         log.info("%s: %s", as_of_date, step.name)
         if on_step:
             on_step(step.name)
-        result.outputs[step.name] = step.run(spark, settings, as_of_date)
+        result.outputs[step.name] = run_step(
+            step.name, settings, as_of_date, run_id=run_id, triggered_by=triggered_by, spark=spark
+        )
     return result
 
 

@@ -14,11 +14,13 @@ from typing import Any
 from core.contract import CONTRACT_TOPICS, DEADLETTER_TOPIC
 from core.layout import publication_record, published_dates
 from core.settings import Settings
+from core.tables import GOLD_TABLES
 
 
 def consumer_lag(settings: Settings) -> dict[str, dict[str, int | None]]:
     """Per partition of the loader's topics: end offset, committed offset and lag."""
     from kafka import KafkaAdminClient, KafkaConsumer
+    from kafka.errors import CoordinatorNotAvailableError
     from kafka.structs import TopicPartition
 
     topics = list(CONTRACT_TOPICS)
@@ -37,7 +39,12 @@ def consumer_lag(settings: Settings) -> dict[str, dict[str, int | None]]:
         raise
     try:
         # kafka-python 3: {group: {TopicPartition: OffsetAndMetadata}}
-        committed = admin.list_group_offsets(settings.consumer_group).get(settings.consumer_group, {})
+        try:
+            committed = admin.list_group_offsets(settings.consumer_group).get(settings.consumer_group, {})
+        except CoordinatorNotAvailableError:
+            # No group has committed on this broker yet (its offsets topic does not exist): the
+            # loader has not run here, so nothing is committed.
+            committed = {}
         partitions = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         ends = consumer.end_offsets(partitions) if partitions else {}
     finally:
@@ -65,10 +72,15 @@ def pipeline_status(settings: Settings) -> dict[str, Any]:
 
     status: dict[str, Any] = {"settings": settings.describe()}
     broker_status = broker.status(settings)
-    status["broker"] = {"running": broker_status.running, "healthy": broker_status.healthy, "message": broker_status.message}
+    status["broker"] = {
+        "running": broker_status.running,
+        "healthy": broker_status.healthy,
+        "message": broker_status.message,
+    }
     # Also when the broker is not this home's own (docker-compose, a cluster): ask whoever
     # answers at ENGAGEMENT_BOOTSTRAP_SERVERS.
-    if broker_status.healthy or _answers(settings.bootstrap_servers):
+    status["broker"]["answers"] = broker_status.healthy or _answers(settings.bootstrap_servers)
+    if status["broker"]["answers"]:
         try:
             status["partitions"] = consumer_lag(settings)
         except Exception as exc:  # show what we can; the broker section says why
@@ -81,7 +93,96 @@ def pipeline_status(settings: Settings) -> dict[str, Any]:
     if dates:
         record = json.loads(publication_record(settings.warehouse, dates[-1]).read_text())
         status["last_publication"] = record
+    status["runs"] = _runs(settings)
+    status["freshness"] = _freshness(settings, dates)
+    status["problems"] = problems(settings, status)
+    status["exit_code"] = min((code for code, _ in status["problems"]), default=OK)
     return status
+
+
+# Exit codes of `engagement status` (README, "Operate"): 0 when nothing needs attention,
+# otherwise the smallest code of the problems found.
+OK = 0
+NO_BROKER = 3
+LAG_TOO_HIGH = 4
+NOTHING_PUBLISHED = 5
+LAST_RUN_FAILED = 6
+GOLD_STALE = 7
+
+
+def _runs(settings: Settings) -> dict[str, Any]:
+    from engagement.runs import SUCCESS, list_runs
+
+    records = list_runs(settings.warehouse)
+    succeeded = [r for r in records if r["status"] == SUCCESS]
+    return {
+        "count": len(records),
+        "last": records[-1] if records else None,
+        "last_success": succeeded[-1] if succeeded else None,
+    }
+
+
+def _freshness(settings: Settings, dates: list) -> dict[str, Any]:
+    """Per gold table: the latest published date and how many days it trails the last complete day."""
+    from datetime import datetime, timezone
+
+    from engagement.schedule import last_complete_day
+
+    expected = last_complete_day(
+        datetime.now(timezone.utc), timezone=settings.timezone, allowance_minutes=settings.late_allowance_minutes
+    )
+    latest = dates[-1] if dates else None
+    return {
+        "last_complete_day": expected.isoformat(),
+        "tables": {
+            table: {
+                "as_of_date": latest.isoformat() if latest else None,
+                "days_behind": (expected - latest).days if latest else None,
+            }
+            for table in GOLD_TABLES
+        },
+    }
+
+
+def problems(settings: Settings, status: dict[str, Any]) -> list[tuple[int, str]]:
+    """What needs attention, as (exit code, one line saying what to do)."""
+    found: list[tuple[int, str]] = []
+    if not status["broker"]["answers"]:
+        found.append(
+            (
+                NO_BROKER,
+                f"no Kafka broker answers at {settings.bootstrap_servers}: start it (`engagement kafka start`) or check ENGAGEMENT_BOOTSTRAP_SERVERS",
+            )
+        )
+    lag = sum(p["lag"] or 0 for p in (status.get("partitions") or {}).values())
+    if lag > settings.status_max_lag:
+        found.append(
+            (
+                LAG_TOO_HIGH,
+                f"consumer lag {lag:,} is above ENGAGEMENT_STATUS_MAX_LAG={settings.status_max_lag:,}: is the loader running (`engagement load`)?",
+            )
+        )
+    if not status["published"]:
+        found.append(
+            (NOTHING_PUBLISHED, "nothing is published yet: run `engagement run --as-of YYYY-MM-DD` or let the DAG run")
+        )
+    last = status["runs"]["last"]
+    if last is not None and last["status"] == "failed":
+        found.append(
+            (
+                LAST_RUN_FAILED,
+                f"the last run ({last['run_id']}, as of {last['as_of_date']}) failed in {last['failed_step']}: {last['error']}",
+            )
+        )
+    behind = status["freshness"]["tables"][GOLD_TABLES[0]]["days_behind"]
+    if behind is not None and behind > settings.status_max_stale_days:
+        found.append(
+            (
+                GOLD_STALE,
+                f"gold is {behind} days behind the last complete day {status['freshness']['last_complete_day']} (ENGAGEMENT_STATUS_MAX_STALE_DAYS={settings.status_max_stale_days}): is the DAG scheduled and succeeding?",
+            )
+        )
+    return found
 
 
 def _answers(bootstrap_servers: str) -> bool:
@@ -127,9 +228,38 @@ def render_status(status: dict[str, Any]) -> str:
     if published:
         last = status["last_publication"]
         counts = ", ".join(f"{k}={v:,}" for k, v in (last.get("row_counts") or {}).items())
-        lines.append(f"Published runs: {len(published)} ({published[0]} .. {published[-1]}); last at {last['published_at']}")
+        lines.append(
+            f"Published runs: {len(published)} ({published[0]} .. {published[-1]}); last at {last['published_at']}"
+        )
         if counts:
             lines.append(f"  rows: {counts}")
     else:
         lines.append("Published runs: none yet (engagement run --as-of DATE)")
+    runs = status["runs"]
+    for label, run in (("Last run", runs["last"]), ("Last successful run", runs["last_success"])):
+        if run is None:
+            lines.append(f"{label}: none")
+            continue
+        lines.append(
+            f"{label}: {run['run_id']} as of {run['as_of_date']} ({run['triggered_by']}), {run['status']}"
+            f", {run['started_at']} .. {run.get('ended_at') or 'now'}"
+            + (f", failed in {run['failed_step']}: {run['error']}" if run["status"] == "failed" else "")
+        )
+    if runs["last"] is not None and runs["last"]["gate_results"]:
+        gates = ", ".join(
+            f"{layer} {'passed' if g['passed'] else 'FAILED'} ({g['critical_failures']} critical, {g['warnings']} warnings)"
+            for layer, g in runs["last"]["gate_results"].items()
+        )
+        lines.append(f"Gates of the last run: {gates}")
+    fresh = status["freshness"]
+    first = fresh["tables"][GOLD_TABLES[0]]
+    if first["as_of_date"]:
+        lines.append(
+            f"Freshness: every gold table as of {first['as_of_date']}, {first['days_behind']} day(s) behind "
+            f"the last complete day {fresh['last_complete_day']}"
+        )
+    for code, text in status["problems"]:
+        lines.append(f"ATTENTION ({code}): {text}")
+    if not status["problems"]:
+        lines.append("OK: nothing needs attention")
     return "\n".join(lines)

@@ -31,6 +31,18 @@ def test_policy(dagbag):
     assert dag.doc_md and "engagement_daily" in dag.doc_md
     for task in dag.tasks:
         assert task.retries >= 1, f"{task.task_id} has no retries"
+        assert task.retry_exponential_backoff > 1, f"{task.task_id} retries without back-off"
+        assert task.on_failure_callback, f"{task.task_id} has no failure callback"
+    assert "as_of_date" in dag.params
+
+
+def test_schedule_waits_for_the_day_to_end_in_the_reporting_zone(dagbag):
+    # Default settings: Asia/Shanghai, 60 minutes' allowance -> 01:00 Shanghai every day, and a
+    # data interval of a day and an hour, so the run for D starts at D+1 01:00.
+    timetable = dagbag.dags["engagement_daily"].timetable
+    assert type(timetable).__name__ == "CronTriggerTimetable"
+    assert timetable.serialize()["expression"] == "0 1 * * *"
+    assert str(timetable.serialize()["timezone"]) == "Asia/Shanghai"
 
 
 def test_tasks_in_order(dagbag):
