@@ -38,6 +38,9 @@ class Settings:
     timezone: str = "Asia/Shanghai"
     # A scheduled run for day D starts this long after D has ended in the reporting zone.
     late_allowance_minutes: int = 60
+    # Airflow task retries of engagement_daily, and the first delay (doubling each time).
+    dag_retries: int = 2
+    dag_retry_delay_seconds: int = 120
     spark_master: str = "local[2]"
     spark_shuffle_partitions: int = 4
     spark_driver_memory: str = "2g"

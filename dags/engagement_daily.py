@@ -14,6 +14,8 @@ events for earlier days are folded in. It publishes only if every quality gate p
 * A failed critical expectation fails its task; nothing of that date is published and the
   previously published tables stay visible to analysts. The failure is logged with its date,
   step and expectations, and recorded in `pipeline_runs`.
+* Spark steps run in the task's process (local mode) unless `ENGAGEMENT_SPARK_MASTER` names a
+  cluster: then each is submitted there with `spark-submit` (`engagement.submit`).
 * Logic lives in `engagement.pipeline` (its `STEPS` give the tasks and their order, the same
   functions `engagement run --as-of D` calls) and `engagement.schedule`; this file only wires.
 """
@@ -39,13 +41,19 @@ def run_step(step: str) -> dict:
     from airflow.sdk import get_current_context
 
     from engagement.pipeline import run_step as run
+    from engagement.pipeline import step_named
     from engagement.schedule import run_as_of, triggered_by
+    from engagement.submit import is_cluster, submit_step
 
     settings = Settings.from_env()
     context = get_current_context()
     as_of = run_as_of(context, timezone=settings.timezone, allowance_minutes=settings.late_allowance_minutes)
+    run_id, trigger = context["dag_run"].run_id, triggered_by(context)
     print(f"engagement_daily: {step} as of {as_of}")
-    result = run(step, settings, as_of, run_id=context["dag_run"].run_id, triggered_by=triggered_by(context))
+    if step_named(step).needs_spark and is_cluster(settings.spark_master):
+        submit_step(settings, step, as_of, run_id=run_id, triggered_by=trigger)
+        return {"submitted_to": settings.spark_master, "step": step, "as_of_date": as_of.isoformat()}
+    result = run(step, settings, as_of, run_id=run_id, triggered_by=trigger)
     if hasattr(result, "summary"):
         print(result.summary())
         return result.to_dict()
@@ -66,8 +74,8 @@ def run_step(step: str) -> dict:
     },
     default_args={
         "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=2),
+        "retries": SETTINGS.dag_retries,
+        "retry_delay": timedelta(seconds=SETTINGS.dag_retry_delay_seconds),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=30),
         "on_failure_callback": on_task_failure,

@@ -221,14 +221,23 @@ def spark_for(settings: Settings, app_name: str = "engagement"):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point for ``spark-submit engagement/pipeline.py --as-of YYYY-MM-DD``."""
+    """Entry point for ``spark-submit engagement/pipeline.py --as-of YYYY-MM-DD [--step NAME]``:
+    every step in order, or the one named (what an Airflow task submits to a cluster)."""
     import argparse
 
-    parser = argparse.ArgumentParser(description="Run the daily pipeline for one logical date.")
+    parser = argparse.ArgumentParser(description="Run the daily pipeline (or one step) for one logical date.")
     parser.add_argument("--as-of", required=True, type=date.fromisoformat)
+    parser.add_argument("--step", choices=STEP_NAMES, help="only this step (default: all, in order)")
+    parser.add_argument("--run-id", help="the pipeline_runs record to write (default: a new one)")
+    parser.add_argument("--triggered-by", default="spark-submit")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    run_daily(spark_for(settings), settings, args.as_of)
+    spark = spark_for(settings)
+    if args.step:
+        run_id = args.run_id or f"{args.triggered_by}__{args.as_of.isoformat()}"
+        run_step(args.step, settings, args.as_of, run_id=run_id, triggered_by=args.triggered_by, spark=spark)
+    else:
+        run_daily(spark, settings, args.as_of, run_id=args.run_id, triggered_by=args.triggered_by)
     return 0
 
 

@@ -26,15 +26,17 @@ def build_spark(
     """Get or create the session. All timestamps are handled in UTC; reporting dates are
     derived explicitly in the reporting zone, never from the JVM's default zone.
 
-    ``master``, ``shuffle_partitions`` and ``driver_memory`` are defaults for a process that
-    starts Spark itself (local mode). Under ``spark-submit`` the submitted ``--master``,
-    ``--driver-memory`` and ``--conf`` values are the deployment's and are left alone.
+    ``app_name``, ``master``, ``shuffle_partitions`` and ``driver_memory`` are defaults for a
+    process that starts Spark itself (local mode). Under ``spark-submit`` the submitted
+    ``--name``, ``--master``, ``--driver-memory`` and ``--conf`` values are the deployment's and
+    are left alone.
     """
     # Resolving the machine's host name can stall the driver start for ~40 s; bind loopback
     # unless the deployment says otherwise.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-    builder = SparkSession.builder.appName(app_name)
+    builder = SparkSession.builder
     if not launched_by_spark_submit():
+        builder = builder.appName(app_name)
         if master:
             builder = builder.master(master)
         builder = (

@@ -24,20 +24,21 @@ def test_spark_submit_settings_win(tmp_path):
     script = tmp_path / "show_session.py"
     script.write_text(
         "from jobs.session import build_spark\n"
-        "spark = build_spark(master='local[2]', shuffle_partitions=4)\n"
+        "spark = build_spark(app_name='from-code', master='local[2]', shuffle_partitions=4)\n"
         "print('MASTER', spark.sparkContext.master)\n"
+        "print('NAME', spark.sparkContext.appName)\n"
         "print('SHUFFLE', spark.conf.get('spark.sql.shuffle.partitions'))\n"
         "print('ZONE', spark.conf.get('spark.sql.session.timeZone'))\n"
         "spark.stop()\n"
     )
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
     done = subprocess.run(
-        [str(SPARK_SUBMIT), "--master", "local[1]", "--conf", "spark.sql.shuffle.partitions=3", str(script)],
+        [str(SPARK_SUBMIT), "--master", "local[1]", "--name", "from-submit", "--conf", "spark.sql.shuffle.partitions=3", str(script)],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    shown = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line.split(" ")[0] in ("MASTER", "SHUFFLE", "ZONE"))
-    assert shown == {"MASTER": "local[1]", "SHUFFLE": "3", "ZONE": "UTC"}
+    shown = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line.split(" ")[0] in ("MASTER", "NAME", "SHUFFLE", "ZONE"))
+    assert shown == {"MASTER": "local[1]", "NAME": "from-submit", "SHUFFLE": "3", "ZONE": "UTC"}
