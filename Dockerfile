@@ -1,10 +1,12 @@
-# One image for the loader, the Spark driver and the Airflow workers of a real deployment.
+# One image for the loader, the Spark master, workers and drivers, and Airflow's components in a
+# real deployment (docker-compose.yml).
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/engagement
 COPY pyproject.toml requirements.lock README.md ./
-RUN pip install --no-cache-dir uv==0.13.9 && uv pip install --system --no-cache -r requirements.lock psycopg2-binary==2.9.13
+RUN pip install --no-cache-dir uv==0.13.9 && uv pip install --system --no-cache -r requirements.lock
+COPY core core
 COPY engagement engagement
 COPY streaming streaming
 COPY jobs jobs

@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -227,3 +228,17 @@ def test_unreachable_server_says_what_to_check_without_the_password(tmp_path):
     with pytest.raises(PostgresPublishError) as raised:
         publish_to_postgres("postgresql://engagement:s3cret-pw@127.0.0.1:notaport/analytics", warehouse, D1)
     assert "s3cret-pw" not in str(raised.value)
+
+
+def test_airflow_metadata_works_on_postgresql_with_the_installed_driver(url, tmp_path):
+    # docker-compose.yml gives Airflow its own PostgreSQL through psycopg 3 (postgresql+psycopg),
+    # the driver the project installs, for Airflow's sync and async engines alike (the async one
+    # would otherwise need asyncpg); migrate a real database with it and read it back.
+    psycopg_url = url.replace("postgresql://", "postgresql+psycopg://", 1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(AIRFLOW_HOME=str(tmp_path), AIRFLOW__CORE__LOAD_EXAMPLES="False",
+               AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=psycopg_url, AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC=psycopg_url)  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _rows(url, "SELECT count(*) FROM dag") == [(0,)]
+    assert _rows(url, "SELECT count(*) FROM alembic_version") == [(1,)]
