@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,17 +26,18 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import duckdb
 import pyarrow as pa
 import pytest
+from gold_rows import gold_rows
 
 from core import layout
 from core.contract import KUAISHOU_TOPIC
-from core.layout import gold_path, published_dates
+from core.layout import published_dates
 from core.tables import GOLD_TABLES
 from engagement.runs import list_runs
 from engagement.schedule import last_complete_day
 from streaming import bronze
+from streaming.broker import free_ports
 from streaming.loader import route
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -46,12 +46,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TZ = "Asia/Shanghai"
 ALLOWANCE = 60
 RUN_TIMEOUT = 900
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _today() -> date:
@@ -125,7 +119,7 @@ class Airflow:
 def airflow(loaded, tmp_path_factory):
     """Airflow's scheduler, dag-processor and api-server on free ports, sharing a new home."""
     home = tmp_path_factory.mktemp("airflow-home")
-    port = _free_port()
+    port, log_server_port = free_ports(2)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ENGAGEMENT_"))},
         "AIRFLOW_HOME": str(home),
@@ -138,7 +132,7 @@ def airflow(loaded, tmp_path_factory):
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_server_port),
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__API_AUTH__JWT_SECRET": "engagement-test-only-" + os.urandom(8).hex(),
@@ -228,11 +222,6 @@ def test_a_rest_api_run_for_a_named_day_publishes_that_day(airflow):
     assert (record["as_of_date"], record["triggered_by"], record["status"]) == (day.isoformat(), "manual", "success")
 
 
-def _gold_rows(warehouse: Path, table: str, day: date) -> list[tuple]:
-    files = str(gold_path(warehouse, table, day) / "*.parquet")
-    return duckdb.sql(f"SELECT * FROM read_parquet('{files}', hive_partitioning = false) ORDER BY ALL").fetchall()
-
-
 def test_backfill_gives_the_same_rows_as_running_the_days_one_at_a_time(airflow, tmp_path):
     first, last = _today() - timedelta(days=4), _today() - timedelta(days=3)
     zone = ZoneInfo(TZ)
@@ -257,15 +246,15 @@ def test_backfill_gives_the_same_rows_as_running_the_days_one_at_a_time(airflow,
         assert cli.returncode == 0, cli.stderr[-3000:]
     for day in (first, last):
         for table in GOLD_TABLES:
-            backfilled = _gold_rows(airflow.engagement_home / "warehouse", table, day)
-            assert backfilled == _gold_rows(one_by_one / "warehouse", table, day), (table, day)
-        assert _gold_rows(one_by_one / "warehouse", "daily_engagement", day), "no rows at all: nothing was compared"
+            backfilled = gold_rows(airflow.engagement_home / "warehouse", table, day)
+            assert backfilled == gold_rows(one_by_one / "warehouse", table, day), (table, day)
+        assert gold_rows(one_by_one / "warehouse", "daily_engagement", day), "no rows at all: nothing was compared"
 
 
 def test_a_failing_gate_fails_the_run_and_keeps_the_previous_publication(airflow):
     warehouse = airflow.engagement_home / "warehouse"
     before = _published(airflow)
-    latest_rows = _gold_rows(warehouse, "join_conversion", before[-1])
+    latest_rows = gold_rows(warehouse, "join_conversion", before[-1])
     # A bronze file that breaks the contract (what a broken writer upstream would leave).
     row = route(KUAISHOU_TOPIC, 9, 0, None, json.dumps({
         "event_id": "bad-1", "schema_version": 1, "event_type": "like", "platform": "kuaishou", "user_id": "u",
@@ -281,7 +270,7 @@ def test_a_failing_gate_fails_the_run_and_keeps_the_previous_publication(airflow
     (run,) = airflow.wait_for(lambda r: r["dag_run_id"] == created["dag_run_id"], "the run with a bad bronze file")
     assert run["state"] == "failed"
     assert _published(airflow) == before
-    assert _gold_rows(warehouse, "join_conversion", before[-1]) == latest_rows
+    assert gold_rows(warehouse, "join_conversion", before[-1]) == latest_rows
     (record,) = [r for r in list_runs(warehouse) if r["run_id"] == run["dag_run_id"]]
     assert (record["status"], record["failed_step"]) == ("failed", "validate_bronze")
     assert record["gate_results"]["bronze"]["passed"] is False

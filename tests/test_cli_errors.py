@@ -19,21 +19,17 @@ from test_query_and_settings import D1, _stage
 
 from core.settings import Settings
 from engagement.publish import publish
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from streaming.broker import free_ports
 
 
 def run_cli(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``engagement ARGS`` in a fresh process with its own ENGAGEMENT_HOME."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGEMENT_") or k == "ENGAGEMENT_KAFKA_LIBS"}
+    broker_port, controller_port = free_ports(2)
     environ.update(
         ENGAGEMENT_HOME=str(home),
-        ENGAGEMENT_BOOTSTRAP_SERVERS=f"127.0.0.1:{_free_port()}",
-        ENGAGEMENT_KAFKA_CONTROLLER_PORT=str(_free_port()),
+        ENGAGEMENT_BOOTSTRAP_SERVERS=f"127.0.0.1:{broker_port}",
+        ENGAGEMENT_KAFKA_CONTROLLER_PORT=str(controller_port),
     )
     environ.update(env or {})
     return subprocess.run(
@@ -54,7 +50,7 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], *needles: str)
 
 
 def test_no_broker(tmp_path):
-    port = _free_port()
+    port = free_ports(1)[0]
     done = run_cli(tmp_path, "topics", "create", env={"ENGAGEMENT_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}"})
     assert_one_line_error(done, f"No Kafka broker answers at 127.0.0.1:{port}", "engagement kafka start")
 

@@ -16,11 +16,11 @@ from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
-import duckdb
 import pyspark
 import pytest
+from gold_rows import gold_rows
 
-from core.layout import gold_path, published_dates
+from core.layout import published_dates
 from core.settings import Settings
 from core.tables import GOLD_TABLES
 from engagement.pipeline import STEP_NAMES, step_named
@@ -102,11 +102,6 @@ def _copy_bronze(source: Settings, home: Path, **changes) -> Settings:
     return replace(source, home=home, **changes)
 
 
-def _gold(settings: Settings, table: str) -> list[tuple]:
-    files = str(gold_path(settings.warehouse, table, AS_OF) / "*.parquet")
-    return duckdb.sql(f"SELECT * FROM read_parquet('{files}', hive_partitioning = false) ORDER BY ALL").fetchall()
-
-
 def test_the_pipeline_on_a_cluster_equals_local_mode(cluster, bronze_home, tmp_path, monkeypatch):
     master, web = cluster
     on_cluster = _copy_bronze(bronze_home, tmp_path / "cluster", spark_master=master, spark_driver_memory="1g",
@@ -137,5 +132,5 @@ def test_the_pipeline_on_a_cluster_equals_local_mode(cluster, bronze_home, tmp_p
                           capture_output=True, text=True, timeout=900)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     for table in GOLD_TABLES:
-        assert _gold(on_cluster, table) == _gold(local, table), table
-    assert len(_gold(local, "daily_engagement")) > 10
+        assert gold_rows(on_cluster.warehouse, table, AS_OF) == gold_rows(local.warehouse, table, AS_OF), table
+    assert len(gold_rows(local.warehouse, "daily_engagement", AS_OF)) > 10
