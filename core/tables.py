@@ -318,7 +318,7 @@ PIPELINE_RUNS = Table(
     (
         _c("run_id", "string", "Airflow's run id, or cli__<start time> for `engagement run`"),
         _c("as_of_date", "date", "the logical date: the last complete day the run covers"),
-        _c("triggered_by", "string", "scheduled, manual, backfill (Airflow run type) or cli"),
+        _c("triggered_by", "string", "scheduled, backfill, manual[:user] (Airflow run type, who triggered it) or cli"),
         _c("started_at", "timestamp", "when the first step started (UTC)"),
         _c("ended_at", "timestamp", "when the run succeeded or failed (UTC); NULL while running", nullable=True),
         _c("status", "string", "running, success or failed"),

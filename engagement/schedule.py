@@ -89,16 +89,23 @@ def run_as_of(context: dict[str, Any], *, timezone: str, allowance_minutes: int)
         conf=dag_run.conf,
         logical_date=context.get("logical_date"),
         run_after=dag_run.run_after,
-        run_type=triggered_by(context),
+        run_type=run_type(context),
         timezone=timezone,
         allowance_minutes=allowance_minutes,
     )
 
 
-def triggered_by(context: dict[str, Any]) -> str:
+def run_type(context: dict[str, Any]) -> str:
     """``scheduled``, ``manual``, ``backfill`` ...: the Airflow run type of a task's DAG run."""
-    run_type = context["dag_run"].run_type
-    return str(getattr(run_type, "value", run_type))
+    kind = context["dag_run"].run_type
+    return str(getattr(kind, "value", kind))
+
+
+def triggered_by(context: dict[str, Any]) -> str:
+    """Who started a task's DAG run, for ``pipeline_runs``: the run type, and for a run someone
+    triggered, who (``manual:alice``)."""
+    user = getattr(context["dag_run"], "triggering_user_name", None)
+    return run_type(context) + (f":{user}" if user else "")
 
 
 def on_task_failure(context: dict[str, Any]) -> None:

@@ -93,3 +93,31 @@ def test_without_a_named_day_a_run_computes_the_last_complete_day():
     assert as_of_for_run(
         conf=None, logical_date=None, run_after=early, run_type="manual", timezone="Asia/Shanghai", allowance_minutes=0
     ) == date(2026, 11, 4)
+
+
+def test_the_failure_callback_names_the_date_the_step_and_the_expectations(tmp_path, monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    from engagement import runs
+    from engagement.schedule import on_task_failure
+    from expectations.runner import LayerReport, QualityGateFailed, TableResult
+
+    monkeypatch.setenv("ENGAGEMENT_HOME", str(tmp_path))
+    warehouse = tmp_path / "warehouse"
+    runs.start_step(warehouse, "manual__x", date(2026, 11, 4), "manual")
+    report = LayerReport("gold", [TableResult("gold", "join_conversion", False, ["conversion_rate between 0 and 1: 2 of 9 rows"])])
+    # What Airflow hands a task's on_failure_callback (the parts it reads).
+    context = {
+        "task_instance": SimpleNamespace(task_id="validate_gold", try_number=3, max_tries=2),
+        "exception": QualityGateFailed(report),
+        "dag_run": SimpleNamespace(run_id="manual__x", conf={"as_of_date": "2026-11-04"}, run_type="manual",
+                                   run_after=datetime(2026, 11, 23, tzinfo=timezone.utc), triggering_user_name=None),
+        "logical_date": None,
+    }  # fmt: skip
+    with caplog.at_level("ERROR", logger="engagement.schedule"):
+        on_task_failure(context)
+    assert "engagement_daily as of 2026-11-04: step validate_gold failed (try 3 of 3)" in caplog.text
+    assert "failed expectation in gold.join_conversion: conversion_rate between 0 and 1: 2 of 9 rows" in caplog.text
+    (record,) = runs.list_runs(warehouse)
+    assert (record["status"], record["failed_step"]) == ("failed", "validate_gold")
+    assert record["gate_results"]["gold"] == {"passed": False, "critical_failures": 1, "warnings": 0}
