@@ -272,7 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=_date, help="as published on this date (default: latest)")
     p.set_defaults(func=cmd_query)
 
-    p = sub.add_parser("status", help="broker, consumer lag, loader and published runs")
+    p = sub.add_parser(
+        "status",
+        help="broker, consumer lag, loader, runs, freshness; exit code for probes",
+        epilog="Exit codes: 0 nothing needs attention, 3 no broker answers, 4 consumer lag above "
+        "ENGAGEMENT_STATUS_MAX_LAG, 5 nothing published, 6 the last run failed, 7 gold older than "
+        "ENGAGEMENT_STATUS_MAX_STALE_DAYS (with several, the smallest).",
+    )
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_status)
 

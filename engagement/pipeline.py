@@ -15,7 +15,8 @@ Every run recomputes its date from the whole of bronze (see README, "Late data")
 depend on first joins and lifetimes that reach back to the first event, so nothing shorter
 than the full history is enough.
 
-On a cluster: ``spark-submit engagement/pipeline.py --as-of YYYY-MM-DD`` runs every step.
+On a cluster: ``spark-submit engagement/pipeline.py --as-of YYYY-MM-DD`` runs every step, and
+``--step NAME`` one of them (what the DAG submits when a cluster is configured).
 """
 
 from __future__ import annotations
@@ -232,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--triggered-by", default="spark-submit")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    spark = spark_for(settings)
+    spark = spark_for(settings) if not args.step or step_named(args.step).needs_spark else None
     if args.step:
         run_id = args.run_id or f"{args.triggered_by}__{args.as_of.isoformat()}"
         run_step(args.step, settings, args.as_of, run_id=run_id, triggered_by=args.triggered_by, spark=spark)
