@@ -33,6 +33,9 @@ class Settings:
     bootstrap_servers: str = "127.0.0.1:9092"
     kafka_controller_port: int = 9093
     kafka_heap: str = "512m"
+    # The local broker as a KRaft cluster of this many nodes (node i listens at the i-th
+    # bootstrap address, its controller at KAFKA_CONTROLLER_PORT + i - 1).
+    kafka_nodes: int = 1
     topic_partitions: int = 3
     consumer_group: str = "engagement-loader"
     timezone: str = "Asia/Shanghai"
@@ -104,6 +107,13 @@ class Settings:
             ) from exc
         if self.late_allowance_minutes < 0:
             raise SettingsError(f"{PREFIX}LATE_ALLOWANCE_MINUTES must be >= 0, got {self.late_allowance_minutes}")
+        if self.kafka_nodes < 1:
+            raise SettingsError(f"{PREFIX}KAFKA_NODES must be >= 1, got {self.kafka_nodes}")
+        if self.kafka_nodes > 1 and len(self.bootstrap_servers.split(",")) != self.kafka_nodes:
+            raise SettingsError(
+                f"{PREFIX}KAFKA_NODES={self.kafka_nodes} needs that many addresses in {PREFIX}BOOTSTRAP_SERVERS, "
+                f"one per node (e.g. 127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096), got {self.bootstrap_servers!r}"
+            )
         if self.topic_partitions < 1:
             raise SettingsError(f"{PREFIX}TOPIC_PARTITIONS must be >= 1, got {self.topic_partitions}")
         try:

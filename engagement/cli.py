@@ -70,10 +70,13 @@ def cmd_kafka(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_topics(settings: Settings, args: argparse.Namespace) -> int:
-    from streaming.topics import create_topics
+    from dataclasses import replace
 
-    partitions = args.partitions or settings.topic_partitions
-    for topic, outcome in create_topics(settings.bootstrap_servers, partitions=partitions).items():
+    from streaming.topics import create_contract_topics
+
+    if args.partitions:
+        settings = replace(settings, topic_partitions=args.partitions)
+    for topic, outcome in create_contract_topics(settings).items():
         _say(f"{topic}: {outcome}")
     return 0
 
@@ -229,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("kafka", help="manage the local single-node Kafka broker")
+    p = sub.add_parser("kafka", help="manage the local Kafka broker (KRaft; ENGAGEMENT_KAFKA_NODES nodes, default 1)")
     p.add_argument("action", choices=["install", "start", "stop", "status"])
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_kafka)

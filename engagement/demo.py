@@ -42,13 +42,13 @@ def run_demo(settings: Settings, *, days: int = 35, seed: int = 7, users: int = 
     from streaming.generator import GeneratorConfig, expected_rates, generate
     from streaming.loader import Loader
     from streaming.producer import produce
-    from streaming.topics import create_topics
+    from streaming.topics import create_contract_topics
 
     started = time.monotonic()
     _say(f"== 1/5 Kafka (KRaft, single node) under {settings.kafka_dir}")
     broker.install(settings)
     _say("   " + broker.start(settings).message)
-    for topic, outcome in create_topics(settings.bootstrap_servers, partitions=settings.topic_partitions).items():
+    for topic, outcome in create_contract_topics(settings).items():
         _say(f"   {topic}: {outcome}")
 
     overrides = {"start_date": DEMO_START, "days": days, "seed": seed, "timezone": settings.timezone}

@@ -1,4 +1,6 @@
-"""The local single-node Apache Kafka broker (KRaft: one JVM is both broker and controller).
+"""The local Apache Kafka broker in KRaft mode: one node by default (one JVM is both broker and
+controller), or a cluster of ``ENGAGEMENT_KAFKA_NODES`` such nodes on this machine (each a broker
+and a voting controller; topics then get three replicas and ``min.insync.replicas=2``).
 
 The broker is the real Apache Kafka server, fetched from Maven Central by
 ``streaming/kafka/pom.xml`` and run as ``java -cp <libs>/* kafka.Kafka server.properties``,
@@ -11,6 +13,9 @@ keeps running until ``engagement kafka stop``. Everything it writes lives under 
         data/               log.dirs and the KRaft metadata log (formatted once)
         logs/server.log     the broker's log (log4j 2, see streaming/kafka/log4j2.properties)
         logs/kafka.out      the JVM's own stdout/stderr (crashes before logging starts)
+
+A cluster keeps the same files per node under ``kafka/node-<id>/``, and the cluster id it was
+formatted with in ``kafka/cluster.id``.
 
 The jars are shared by all homes (``ENGAGEMENT_KAFKA_LIBS``, default
 ``~/.cache/engagement/kafka-<version>/libs``) so test sessions with temporary homes do not fetch
@@ -37,7 +42,7 @@ import xml.etree.ElementTree as ET
 from base64 import urlsafe_b64encode
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -55,7 +60,6 @@ BROKER_MAIN = "kafka.Kafka"
 STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
 # Kafka 4 brokers need Java 17 (KIP-1013).
 MIN_JAVA = 17
-NODE_ID = 1
 # kafka.logs.dir, message.max.bytes etc. are Kafka's names; these are ours.
 LIBS_ENV = PREFIX + "KAFKA_LIBS"
 _MARKER = ".installed"
@@ -98,10 +102,10 @@ class _Paths:
     lock_file: Path
 
     @classmethod
-    def of(cls, settings: Settings) -> _Paths:
+    def at(cls, kafka_dir: Path) -> _Paths:
         # Absolute, because the path is part of the broker's command line (that is how we
         # recognise our own process) and the CLI may run from any working directory.
-        kafka_dir = settings.kafka_dir.expanduser().resolve()
+        kafka_dir = kafka_dir.expanduser().resolve()
         logs_dir = kafka_dir / "logs"
         return cls(
             kafka_dir=kafka_dir,
@@ -113,6 +117,50 @@ class _Paths:
             pid_file=kafka_dir / "broker.pid",
             lock_file=kafka_dir / ".broker.lock",
         )
+
+
+@dataclass(frozen=True)
+class _Node:
+    """One Kafka process of this home: a broker and a KRaft controller in one JVM."""
+
+    node_id: int
+    host: str
+    port: int  # the client listener
+    controller_port: int
+    paths: _Paths
+    voters: str  # controller.quorum.voters of the whole cluster
+    size: int  # nodes in the cluster
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _nodes(settings: Settings) -> list[_Node]:
+    """The nodes of this home's cluster: ``ENGAGEMENT_KAFKA_NODES`` of them, node i listening at
+    the i-th address of ``ENGAGEMENT_BOOTSTRAP_SERVERS`` with its controller on
+    ``ENGAGEMENT_KAFKA_CONTROLLER_PORT + i - 1``. One node keeps its files in ``kafka_dir``
+    itself, several in ``kafka_dir/node-<i>``."""
+    addresses = [_split_address(a) for a in settings.bootstrap_servers.split(",")][: settings.kafka_nodes]
+    controllers = [settings.kafka_controller_port + i for i in range(settings.kafka_nodes)]
+    voters = ",".join(f"{i + 1}@{host}:{controllers[i]}" for i, (host, _) in enumerate(addresses))
+    return [
+        _Node(
+            node_id=i + 1,
+            host=host,
+            port=port,
+            controller_port=controllers[i],
+            paths=_Paths.at(settings.kafka_dir if settings.kafka_nodes == 1 else settings.kafka_dir / f"node-{i + 1}"),
+            voters=voters,
+            size=settings.kafka_nodes,
+        )
+        for i, (host, port) in enumerate(addresses)
+    ]
+
+
+def node_pids(settings: Settings) -> dict[int, int | None]:
+    """Node id -> pid of its running process (None when it is not running)."""
+    return {node.node_id: _find_broker(node.paths) for node in _nodes(settings)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,81 +312,126 @@ def _check_java_version(java: str) -> None:
 # start / stop / status
 # --------------------------------------------------------------------------------------------
 def start(settings: Settings, *, timeout: float = 60) -> BrokerStatus:
-    """Start this home's broker if it is not running, and wait until it answers metadata requests.
+    """Start this home's broker (or every node of its cluster) where it is not running, and wait
+    until each answers metadata requests.
 
-    Idempotent: a running, healthy broker is left alone and its status returned. The first
-    start formats the KRaft storage under ``kafka_dir/data``; later starts reuse it (topics and
-    offsets survive restarts). Raises :class:`BrokerError` when a port is taken, Java is
-    missing, or the broker does not answer within ``timeout`` seconds (the message quotes the
-    end of the broker's log).
+    Idempotent: a running, healthy node is left alone; a node that died is started again. The
+    first start formats the KRaft storage under each node's ``data``; later starts reuse it
+    (topics and offsets survive restarts). Raises :class:`BrokerError` when a port is taken,
+    Java is missing, or a node does not answer within ``timeout`` seconds (``details`` holds
+    the end of its log).
     """
-    paths = _Paths.of(settings)
-    paths.kafka_dir.mkdir(parents=True, exist_ok=True)
+    nodes = _nodes(settings)
+    settings.kafka_dir.mkdir(parents=True, exist_ok=True)
     # One start or stop at a time per home: two `engagement kafka start` at once must not
     # launch two JVMs on the same data directory.
-    with _locked(paths.lock_file):
-        pid = _find_broker(paths)
-        if pid is not None:
-            return _adopt_running(settings, paths, pid, timeout)
-        _remove_pid_file(paths)
-        host, port = _listener_address(settings.bootstrap_servers)
-        _check_ports(settings, host, port)
-        java = _java_executable()
-        _check_java_version(java)
-        libs = install(settings, quiet=True)
-        paths.data_dir.mkdir(parents=True, exist_ok=True)
-        paths.logs_dir.mkdir(parents=True, exist_ok=True)
-        paths.server_properties.write_text(_server_properties(settings, paths))
-        cluster_id = _format_storage(java, libs, paths)
-        # server.log is appended to across restarts; an error should quote this start only.
-        log_offset = paths.log_file.stat().st_size if paths.log_file.exists() else 0
-        process = _launch(java, libs, settings, paths)
-        paths.pid_file.write_text(f"{process.pid}\n")
-        return _wait_until_healthy(settings, paths, process, cluster_id, timeout, log_offset)
+    with _locked(settings.kafka_dir / ".broker.lock"):
+        launched: list[tuple[_Node, subprocess.Popen[bytes], str, int]] = []
+        adopted: list[tuple[_Node, int]] = []
+        java = libs = None
+        for node in nodes:
+            pid = _find_broker(node.paths)
+            if pid is not None:
+                adopted.append((node, pid))
+                continue
+            _remove_pid_file(node.paths)
+            _check_ports(settings, node)
+            if java is None:
+                java = _java_executable()
+                _check_java_version(java)
+                libs = install(settings, quiet=True)
+            node.paths.data_dir.mkdir(parents=True, exist_ok=True)
+            node.paths.logs_dir.mkdir(parents=True, exist_ok=True)
+            node.paths.server_properties.write_text(_server_properties(settings, node))
+            cluster_id = _format_storage(java, libs, node, _cluster_id_for(settings, nodes))
+            # server.log is appended to across restarts; an error should quote this start only.
+            log_offset = node.paths.log_file.stat().st_size if node.paths.log_file.exists() else 0
+            process = _launch(java, libs, settings, node.paths)
+            node.paths.pid_file.write_text(f"{process.pid}\n")
+            launched.append((node, process, cluster_id, log_offset))
+        # Every node is launched before any is awaited: a node of a cluster answers only once a
+        # majority of controllers is up.
+        for node, pid in adopted:
+            _adopt_running(settings, node, pid, timeout)
+        for node, process, cluster_id, log_offset in launched:
+            _wait_until_healthy(node, process, cluster_id, timeout, log_offset)
+        return status(settings)
 
 
 def stop(settings: Settings, *, timeout: float = 30) -> bool:
-    """Stop this home's broker: SIGTERM (a clean shutdown), SIGKILL only after ``timeout`` s.
+    """Stop this home's broker (every node): SIGTERM (a clean shutdown), SIGKILL only after
+    ``timeout`` s.
 
-    Returns True when a broker was running and is now gone, False when there was nothing to
-    stop. Idempotent; removes the pid file either way.
+    Returns True when a node was running and is now gone, False when there was nothing to stop.
+    Idempotent; removes the pid files either way.
     """
-    paths = _Paths.of(settings)
-    if not paths.kafka_dir.exists() and _find_broker(paths) is None:
+    nodes = _nodes(settings)
+    if not settings.kafka_dir.exists() and all(_find_broker(n.paths) is None for n in nodes):
         return False  # nothing to stop, and no reason to create the directory for a lock file
-    with _locked(paths.lock_file):
-        pid = _find_broker(paths)
-        if pid is None:
-            _remove_pid_file(paths)
-            return False
+    stopped = False
+    with _locked(settings.kafka_dir / ".broker.lock"):
+        for node in reversed(nodes):
+            stopped |= _stop_node(node, timeout)
+    return stopped
+
+
+def _stop_node(node: _Node, timeout: float) -> bool:
+    pid = _find_broker(node.paths)
+    if pid is None:
+        _remove_pid_file(node.paths)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if not _wait_gone(pid, timeout):
+        # A clean shutdown flushes and closes the logs; only a hung JVM gets here.
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if not _wait_gone(pid, timeout):
-            # A clean shutdown flushes and closes the logs; only a hung JVM gets here.
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            if not _wait_gone(pid, 10):
-                raise BrokerError(
-                    f"Kafka (pid {pid}) did not exit after SIGTERM and SIGKILL; check it with "
-                    f"`ps -p {pid}` and stop it by hand."
-                )
-        _remove_pid_file(paths)
-        return True
+            os.kill(pid, signal.SIGKILL)
+        if not _wait_gone(pid, 10):
+            raise BrokerError(
+                f"Kafka (pid {pid}) did not exit after SIGTERM and SIGKILL; check it with "
+                f"`ps -p {pid}` and stop it by hand."
+            )
+    _remove_pid_file(node.paths)
+    return True
 
 
 def status(settings: Settings) -> BrokerStatus:
-    """Report whether this home's broker runs and answers, without changing anything.
+    """Report whether this home's broker (every node) runs and answers, without changing anything.
 
     A pid file whose process is gone, or whose pid now belongs to some other program, counts
-    as not running. ``healthy`` means the broker at ``settings.bootstrap_servers`` answered a
-    metadata request with the cluster id of this home's data directory.
+    as not running. ``healthy`` means each node answered a metadata request at its address with
+    the cluster id of its data directory.
     """
-    paths = _Paths.of(settings)
+    nodes = _nodes(settings)
+    if len(nodes) == 1:
+        return _node_status(settings, nodes[0])
+    each = [_node_status(settings, node) for node in nodes]
+    pids = [s.pid for s in each]
+    message = f"Kafka cluster of {len(nodes)} nodes: " + "; ".join(
+        f"node {node.node_id} at {node.address}: "
+        + ("running and answering" if s.healthy else "running, not answering" if s.running else "not running")
+        + (f" (pid {s.pid})" if s.pid else "")
+        for node, s in zip(nodes, each)
+    )
+    if not all(s.healthy for s in each):
+        message += ". Start the missing nodes with `engagement kafka start`."
+    return replace(
+        each[0],
+        running=all(p is not None for p in pids),
+        pid=pids[0],
+        bootstrap_servers=settings.bootstrap_servers,
+        healthy=all(s.healthy for s in each),
+        message=message,
+    )
+
+
+def _node_status(settings: Settings, node: _Node) -> BrokerStatus:
+    paths = node.paths
     pid = _find_broker(paths)
     cluster_id = _stored_cluster_id(paths)
-    answered = _probe_cluster_id(settings.bootstrap_servers)
+    answered = _probe_cluster_id(node.address)
     version = kafka_version()
-    where = settings.bootstrap_servers
+    where = node.address
     if pid is None:
         if answered is not None:
             message = (
@@ -352,7 +445,7 @@ def status(settings: Settings) -> BrokerStatus:
     if answered is not None and answered == cluster_id:
         message = f"Kafka {version} is running (pid {pid}) and answering at {where}."
         return _status(settings, paths, pid, True, message, cluster_id)
-    if _config_changed(settings, paths):
+    if _config_changed(settings, node):
         message = (
             f"Kafka is running (pid {pid}) with settings other than the current ones (e.g. "
             f"{PREFIX}BOOTSTRAP_SERVERS): run `engagement kafka stop` and start it again."
@@ -391,22 +484,23 @@ def _status(
     )
 
 
-def _adopt_running(settings: Settings, paths: _Paths, pid: int, timeout: float) -> BrokerStatus:
-    """start() found this home's broker already running: wait for it rather than launch another."""
-    if _config_changed(settings, paths):
+def _adopt_running(settings: Settings, node: _Node, pid: int, timeout: float) -> BrokerStatus:
+    """start() found this node already running: wait for it rather than launch another."""
+    paths = node.paths
+    if _config_changed(settings, node):
         raise BrokerError(
             f"Kafka is already running (pid {pid}) with other settings than the current ones "
             f"(see {paths.server_properties}). Run `engagement kafka stop`, then start it again."
         )
     deadline = time.monotonic() + timeout
     while True:
-        current = status(settings)
+        current = _node_status(settings, node)
         if current.healthy or time.monotonic() >= deadline:
             break
         time.sleep(0.5)  # it may be a broker another `start` launched a moment ago
     if not current.healthy:
         raise BrokerError(
-            f"Kafka is running (pid {pid}) but did not answer at {settings.bootstrap_servers} "
+            f"Kafka is running (pid {pid}) but did not answer at {node.address} "
             f"within {timeout:.0f}s. Run `engagement kafka stop`, then start it again "
             f"(--verbose shows the end of its log, {paths.log_file}).",
             details=_log_tail(paths),
@@ -417,30 +511,30 @@ def _adopt_running(settings: Settings, paths: _Paths, pid: int, timeout: float) 
 # --------------------------------------------------------------------------------------------
 # Launching
 # --------------------------------------------------------------------------------------------
-def _server_properties(settings: Settings, paths: _Paths) -> str:
-    host, port = _listener_address(settings.bootstrap_servers)
-    controller = settings.kafka_controller_port
+def _server_properties(settings: Settings, node: _Node) -> str:
+    host, port, controller, paths = node.host, node.port, node.controller_port, node.paths
+    replicas, in_sync = replication_for(node.size)
     properties = {
-        # KRaft combined mode: this one process is the whole cluster. A static voter set
+        # KRaft combined mode: each process is a broker and a controller. A static voter set
         # (controller.quorum.voters) rather than a dynamic quorum, because the voters then
-        # come from this file and the controller port can change between restarts.
+        # come from this file and the controller ports can change between restarts.
         "process.roles": "broker,controller",
-        "node.id": NODE_ID,
-        "controller.quorum.voters": f"{NODE_ID}@{host}:{controller}",
+        "node.id": node.node_id,
+        "controller.quorum.voters": node.voters,
         "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
         "advertised.listeners": f"PLAINTEXT://{host}:{port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": paths.data_dir,
-        # A single replica is all there is: the internal topics must not ask for three.
-        "offsets.topic.replication.factor": 1,
-        "transaction.state.log.replication.factor": 1,
-        "transaction.state.log.min.isr": 1,
-        "share.coordinator.state.topic.replication.factor": 1,
-        "share.coordinator.state.topic.min.isr": 1,
-        "min.insync.replicas": 1,
-        "default.replication.factor": 1,
+        # Internal topics replicated like the contract's (one node: one replica is all there is).
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": in_sync,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": in_sync,
+        "min.insync.replicas": in_sync,
+        "default.replication.factor": replicas,
         # Fewer internal partitions than the default 50: creating 50 partition logs on the
         # first consumer-group join takes seconds on a small machine and buys nothing here.
         "offsets.topic.num.partitions": 5,
@@ -475,9 +569,18 @@ def _server_properties(settings: Settings, paths: _Paths) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _config_changed(settings: Settings, paths: _Paths) -> bool:
+def replication_for(nodes: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a cluster of ``nodes``: three copies and
+    two in sync where there are three nodes or more, so one node can fail without losing an
+    acknowledged write or stopping producers that use acks=all."""
+    replicas = min(3, nodes)
+    return replicas, 2 if replicas >= 3 else 1
+
+
+def _config_changed(settings: Settings, node: _Node) -> bool:
+    paths = node.paths
     try:
-        return paths.server_properties.read_text() != _server_properties(settings, paths)
+        return paths.server_properties.read_text() != _server_properties(settings, node)
     except FileNotFoundError:
         return False
 
@@ -492,12 +595,30 @@ def _new_cluster_id() -> str:
             return cluster_id
 
 
-def _format_storage(java: str, libs: Path, paths: _Paths) -> str:
+def _cluster_id_for(settings: Settings, nodes: list[_Node]) -> str:
+    """The cluster id to format a new node with: the one its peers already hold, else new.
+
+    All nodes of a cluster are formatted with one id (kept in ``kafka_dir/cluster.id`` until
+    every node has it in its own data directory)."""
+    for node in nodes:
+        stored = _stored_cluster_id(node.paths)
+        if stored is not None:
+            return stored
+    record = settings.kafka_dir / "cluster.id"
+    if len(nodes) > 1 and record.is_file():
+        return record.read_text().strip()
+    cluster_id = _new_cluster_id()
+    if len(nodes) > 1:
+        record.write_text(cluster_id + "\n")
+    return cluster_id
+
+
+def _format_storage(java: str, libs: Path, node: _Node, cluster_id: str) -> str:
     """Format the KRaft storage once per data dir; return the cluster id it holds."""
+    paths = node.paths
     existing = _stored_cluster_id(paths)
     if existing is not None:
         return existing
-    cluster_id = _new_cluster_id()
     # No log4j configuration: log4j's default prints errors to stderr, which is captured below,
     # and the tool's INFO lines stay out of the broker's server.log.
     command = [
@@ -561,13 +682,13 @@ def _launch(java: str, libs: Path, settings: Settings, paths: _Paths) -> subproc
 
 
 def _wait_until_healthy(
-    settings: Settings,
-    paths: _Paths,
+    node: _Node,
     process: subprocess.Popen[bytes],
     cluster_id: str,
     timeout: float,
     log_offset: int,
-) -> BrokerStatus:
+) -> None:
+    paths = node.paths
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -577,14 +698,14 @@ def _wait_until_healthy(
                 f"({paths.log_file}) says why; --verbose shows its last lines.",
                 details=_log_tail(paths, log_offset),
             )
-        if _probe_cluster_id(settings.bootstrap_servers) == cluster_id:
-            return status(settings)
+        if _probe_cluster_id(node.address) == cluster_id:
+            return
         time.sleep(0.25)
     # Do not leave a half-started JVM behind: the next start would adopt it and wait again.
     _terminate(process)
     _remove_pid_file(paths)
     raise BrokerError(
-        f"Kafka did not answer at {settings.bootstrap_servers} within {timeout:.0f}s and was "
+        f"Kafka did not answer at {node.address} within {timeout:.0f}s and was "
         "stopped. On a busy or slow machine, start it with a longer timeout; otherwise the log "
         f"({paths.log_file}) says why; --verbose shows its last lines.",
         details=_log_tail(paths, log_offset),
@@ -603,8 +724,8 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
 # --------------------------------------------------------------------------------------------
 # Ports
 # --------------------------------------------------------------------------------------------
-def _check_ports(settings: Settings, host: str, port: int) -> None:
-    controller = settings.kafka_controller_port
+def _check_ports(settings: Settings, node: _Node) -> None:
+    host, port, controller = node.host, node.port, node.controller_port
     if port == controller:
         raise BrokerError(
             f"{PREFIX}BOOTSTRAP_SERVERS and {PREFIX}KAFKA_CONTROLLER_PORT both use port {port}; "
@@ -768,9 +889,12 @@ def _probe_cluster_id(bootstrap_servers: str) -> str | None:
 
 
 def _listener_address(bootstrap_servers: str) -> tuple[str, int]:
-    # One node: the first bootstrap server is the address the broker listens on.
-    first = bootstrap_servers.split(",")[0].strip()
-    host, _, port = first.rpartition(":")
+    """The first bootstrap server: the one a probe asks."""
+    return _split_address(bootstrap_servers.split(",")[0])
+
+
+def _split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.strip().rpartition(":")
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
@@ -820,13 +944,24 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def settings_on_free_ports(home: Path, *, partitions: int, kafka_heap: str = "512m") -> Settings:
-    """Settings for a throw-away broker (tests, benchmarks) in ``home`` on free ports."""
-    listener, controller = free_ports(2)
+def settings_on_free_ports(home: Path, *, partitions: int, kafka_heap: str = "512m", nodes: int = 1) -> Settings:
+    """Settings for a throw-away broker or cluster (tests, benchmarks) in ``home`` on free ports."""
+    listeners = free_ports(nodes)
     return Settings(
         home=home,
-        bootstrap_servers=f"127.0.0.1:{listener}",
-        kafka_controller_port=controller,
+        bootstrap_servers=",".join(f"127.0.0.1:{port}" for port in listeners),
+        kafka_controller_port=_free_run_of_ports(nodes, avoid=set(listeners)),
+        kafka_nodes=nodes,
         topic_partitions=partitions,
         kafka_heap=kafka_heap,
     )
+
+
+def _free_run_of_ports(count: int, *, avoid: set[int]) -> int:
+    """The first of ``count`` consecutive ports free on 127.0.0.1 (the controllers' ports)."""
+    for _ in range(200):
+        (first,) = free_ports(1)
+        run = range(first, first + count)
+        if first + count <= 65535 and not avoid & set(run) and all(_port_free("127.0.0.1", p) for p in run):
+            return first
+    raise BrokerError(f"found no {count} consecutive free ports on 127.0.0.1")

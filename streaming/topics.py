@@ -7,6 +7,7 @@ from kafka.errors import TopicAlreadyExistsError, for_code
 
 from core.contract import CONTRACT_TOPICS
 from core.errors import UserError
+from core.settings import Settings
 
 CREATED = "created"
 EXISTS = "exists"
@@ -19,7 +20,7 @@ class TopicError(UserError):
 
 
 def create_topics(
-    bootstrap_servers: str, *, partitions: int, replication_factor: int = 1
+    bootstrap_servers: str, *, partitions: int, replication_factor: int = 1, min_insync_replicas: int = 1
 ) -> dict[str, str]:
     """Create the contract's topics that do not exist yet; report what happened to each.
 
@@ -36,7 +37,12 @@ def create_topics(
     try:
         response = admin.create_topics(
             {
-                topic: {"num_partitions": partitions, "replication_factor": replication_factor}
+                topic: {
+                    "num_partitions": partitions,
+                    "replication_factor": replication_factor,
+                    # With acks=all, a write is acknowledged once this many replicas have it.
+                    "configs": {"min.insync.replicas": str(min_insync_replicas)},
+                }
                 for topic in CONTRACT_TOPICS
             },
             timeout_ms=_TIMEOUT_MS,
@@ -69,6 +75,20 @@ def create_topics(
                 "is intended, add them with KafkaAdminClient.create_partitions)"
             )
     return {topic: outcomes[topic] for topic in CONTRACT_TOPICS}
+
+
+def create_contract_topics(settings: Settings) -> dict[str, str]:
+    """:func:`create_topics` with the settings' partitions and the local cluster's replication
+    (three replicas, two in sync, from three nodes on; one otherwise)."""
+    from streaming.broker import replication_for
+
+    replicas, in_sync = replication_for(settings.kafka_nodes)
+    return create_topics(
+        settings.bootstrap_servers,
+        partitions=settings.topic_partitions,
+        replication_factor=replicas,
+        min_insync_replicas=in_sync,
+    )
 
 
 def describe_topics(bootstrap_servers: str) -> dict[str, int]:
