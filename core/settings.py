@@ -50,6 +50,9 @@ class Settings:
     loader_batch_max_records: int = 20_000
     loader_batch_max_bytes: int = 16 * 1024 * 1024
     loader_batch_max_seconds: float = 5.0
+    # A loader that does not poll for this long is evicted from its group (Kafka's
+    # max.poll.interval.ms); a batch is published well within it.
+    loader_max_poll_interval_ms: int = 300_000
     # `engagement status` exits non-zero above these (README, "Operate").
     status_max_lag: int = 10_000
     status_max_stale_days: int = 2

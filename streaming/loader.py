@@ -286,7 +286,7 @@ class Loader:
                 # message (message.max.bytes, ~1 MiB), or that partition would stall.
                 fetch_max_bytes=8 * 1024 * 1024,
                 max_partition_fetch_bytes=2 * 1024 * 1024,
-                max_poll_interval_ms=300_000,
+                max_poll_interval_ms=s.loader_max_poll_interval_ms,
                 session_timeout_ms=10_000,
                 heartbeat_interval_ms=3_000,
             )
@@ -523,7 +523,7 @@ class Loader:
             raise
         from kafka.structs import TopicPartition
 
-        for part in self._owned_parts(parts):
+        for part in self._confirm_membership(self._owned_parts(parts)):
             self._check_continuity(TopicPartition(part.topic, part.partition), part)
             offsets = OffsetRange(part.first, part.last)
             if part.quarantined:
@@ -587,6 +587,37 @@ class Loader:
             if tp in self._consumer.assignment():
                 self._consumer.seek(tp, part.first)  # read it again should it stay ours
         return owned
+
+    def _confirm_membership(self, parts: list[_PartitionBatch]) -> list[_PartitionBatch]:
+        """Ask the group coordinator, not our own view, whether these partitions are still ours.
+
+        After a stall (a long GC pause, a frozen VM, SIGSTOP) the consumer still believes it is
+        a stable member until its next heartbeat or poll, while the group may have evicted it
+        and given its partitions to another loader. A synchronous commit of what bronze already
+        holds (each partition's first offset in this batch: nothing new) is accepted only from a
+        member of the current generation, so a refusal means: write nothing; the partitions'
+        owner reads the batch again. (Tested by stalling a loader with SIGSTOP.)
+        """
+        from kafka.errors import KafkaError
+        from kafka.structs import OffsetAndMetadata, TopicPartition
+
+        if not parts:
+            return parts
+        offsets = {TopicPartition(p.topic, p.partition): OffsetAndMetadata(p.first, "", -1) for p in parts}
+        try:
+            self._consumer.commit(offsets, timeout_ms=_COMMIT_TIMEOUT_MS)
+        except KafkaError as exc:
+            log.warning(
+                "not publishing offsets of %d partition(s): the group coordinator did not confirm this "
+                "loader's membership (%s); they are read again by whoever owns them",
+                len(parts), exc,
+            )  # fmt: skip
+            assigned = self._consumer.assignment()
+            for tp, meta in offsets.items():
+                if tp in assigned:
+                    self._consumer.seek(tp, meta.offset)
+            return []
+        return parts
 
     def _commit_pending(self) -> None:
         """Commit the offsets bronze already holds; on failure keep them for the next try."""

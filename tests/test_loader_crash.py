@@ -599,6 +599,43 @@ def test_two_loaders_in_one_group_and_one_stops_half_way(loader_home: LoaderHome
     assert assignments[-1].count("[") == len(produced.end_offsets), assignments
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="known bug: a loader frozen inside its publish step (after its last ownership check, before "
+    "a file is renamed into place) writes that file after it thaws, though another loader has loaded the "
+    "same offsets meanwhile; bronze then holds them twice (silver still counts each event once). Needs "
+    "fencing where the file is published, not another check before it (issue 8 note).",
+)
+def test_a_stalled_loader_is_evicted_writes_nothing_it_lost_and_rejoins(
+    loader_home: LoaderHome, produced: Produced, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A short max.poll.interval.ms, and a stall longer than it and the session timeout (10 s):
+    # SIGSTOP freezes the whole process, heartbeat thread included, so the group evicts it.
+    monkeypatch.setenv("ENGAGEMENT_LOADER_MAX_POLL_INTERVAL_MS", "6000")
+    stalled = loader_home.start(until_idle=False)
+    loader_home.wait_for_progress(produced.total // 10, stalled)
+    stalled.send_signal(signal.SIGSTOP)
+    try:
+        frozen_at = loader_home.marked()
+        other = loader_home.start(until_idle=False)
+        # The other member gets every partition once the stalled one is evicted, and loads on.
+        loader_home.wait_for_progress(frozen_at + 2 * BATCH_RECORDS, other, timeout=120)
+    finally:
+        stalled.send_signal(signal.SIGCONT)
+    # Thawed, the stalled loader finds it lost its partitions: it must neither die nor write
+    # the batch it held for them; it rejoins the group and shares the rest of the work.
+    time.sleep(3)
+    assert stalled.poll() is None, f"the stalled loader exited after the stall\n{loader_home.logs()}"
+    loader_home.wait_for_progress(produced.total - 1, other, timeout=LOADER_TIMEOUT_S)
+    for process in (stalled, other):
+        process.send_signal(signal.SIGTERM)
+        assert loader_home.wait(process, timeout=60) == 0, loader_home.logs()
+    assert_exactly_once(loader_home, produced)
+    assert committed_offsets(produced.settings, loader_home.group) == produced.end_offsets
+    log = (loader_home.home / "loader-0.log").read_text()
+    assert log.count("partitions assigned:") >= 2, "the stalled loader never rejoined the group"
+
+
 def test_sigterm_commits_exactly_what_bronze_holds(loader_home: LoaderHome, produced: Produced) -> None:
     rng = random.Random(7)
     marked = 0
