@@ -179,10 +179,6 @@ class RunResult:
     def gold_counts(self) -> dict[str, int]:
         return self.outputs["build_gold"]
 
-    @property
-    def reports(self) -> list:
-        return [self.outputs[name] for name in STEP_NAMES if name.startswith("validate_")]
-
 
 def run_daily(
     spark,
