@@ -30,10 +30,10 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from core import layout
+from core import loader_log  # noqa: E402
 from core.contract import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from streaming import broker, bronze  # noqa: E402
+from streaming import broker  # noqa: E402
 from streaming.topics import create_topics  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -99,15 +99,6 @@ def produce_backlog(bootstrap_servers: str, events: int) -> int:
     return sent
 
 
-def _marked(warehouse: Path) -> int:
-    """Offsets covered by bronze markers: the loader's durable progress."""
-    total = 0
-    for table in (layout.BRONZE_EVENTS, layout.BRONZE_IDENTITY):
-        for directory in (warehouse / table).glob("topic=*/partition=*"):
-            total += sum(r.last - r.first + 1 for r in bronze.ranges_in(directory))
-    return total
-
-
 def run_loader(settings: Settings, total: int, log_path: Path) -> dict:
     """Run the loader until idle; sample RSS and progress every 0.5 s."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGEMENT_") or k == "ENGAGEMENT_KAFKA_LIBS"}
@@ -128,12 +119,12 @@ def run_loader(settings: Settings, total: int, log_path: Path) -> dict:
                 rss = ps.memory_info().rss
             except psutil.NoSuchProcess:
                 break
-            samples.append((time.monotonic() - started, _marked(settings.warehouse), rss))
+            samples.append((time.monotonic() - started, loader_log.covered_offsets(settings.warehouse), rss))
             time.sleep(SAMPLE_EVERY_S)
         elapsed = time.monotonic() - started
     if process.returncode != 0:
         raise SystemExit(f"loader exited with {process.returncode}; see {log_path}")
-    done = _marked(settings.warehouse)
+    done = loader_log.covered_offsets(settings.warehouse)
     if done != total:
         raise SystemExit(f"loader marked {done:,} of {total:,} offsets; see {log_path}")
     samples.append((elapsed, done, samples[-1][2] if samples else 0))

@@ -3,6 +3,7 @@
     bronze/events/topic=T/partition=P/<first>-<last>.parquet     written by the loader: the
     bronze/identity/topic=T/partition=P/<first>-<last>.parquet   records of offsets first..last
     quarantine/topic=T/partition=P/<first>-<last>.parquet        of partition P that belong there
+    bronze/*/topic=T/partition=P/_commits/<first>.json           the range's commit (core.loader_log)
     silver/<table>/as_of_date=D                      a run's silver
     staging/gold/<table>/as_of_date=D                gold before its quality gate
     gold/<table>/as_of_date=D                        published gold (moved from staging)

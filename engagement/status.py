@@ -12,7 +12,8 @@ import socket
 from typing import Any
 
 from core.contract import CONTRACT_TOPICS, DEADLETTER_TOPIC
-from core.layout import publication_record, published_dates
+from core.layout import QUARANTINE, publication_record, published_dates
+from core.loader_log import committed_files
 from core.settings import Settings
 from core.tables import GOLD_TABLES
 
@@ -86,8 +87,7 @@ def pipeline_status(settings: Settings) -> dict[str, Any]:
         except Exception as exc:  # show what we can; the broker section says why
             status["partitions_error"] = str(exc)
     status["loaders"] = read_loader_status(settings.home)[:5]
-    quarantine = settings.warehouse / "quarantine"
-    status["quarantine_files"] = len(list(quarantine.rglob("*.parquet"))) if quarantine.is_dir() else 0
+    status["quarantine_files"] = len(committed_files(settings.warehouse, QUARANTINE))
     dates = published_dates(settings.warehouse)
     status["published"] = [d.isoformat() for d in dates]
     if dates:

@@ -12,6 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from core import tables
 from core.errors import UserError
 from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY, QUARANTINE
+from core.loader_log import committed_files
 from jobs.schemas import spark_schema
 
 _LOADER_TABLES = {
@@ -28,12 +29,13 @@ class MissingInput(UserError):
 def read_bronze(spark: SparkSession, warehouse: Path, table: str) -> DataFrame:
     """A bronze table (or quarantine) as a DataFrame; empty with the right schema if absent."""
     schema = spark_schema(_LOADER_TABLES[table])
-    path = warehouse / table
-    if not path.is_dir() or not any(path.rglob("*.parquet")):
-        return spark.createDataFrame([], schema)
-    # Partition folders (topic=, partition=) are storage layout, not columns: the rows carry
+    # Committed ranges only: a data file without its commit is a crash's or a stale loader's
+    # leftover. The folders (topic=, partition=) are storage layout, not columns: the rows carry
     # kafka_topic and kafka_partition themselves.
-    return spark.read.schema(schema).option("recursiveFileLookup", "true").parquet(str(path))
+    files = committed_files(warehouse, table)
+    if not files:
+        return spark.createDataFrame([], schema)
+    return spark.read.schema(schema).parquet(*(str(f) for f in files))
 
 
 def read_table(spark: SparkSession, path: Path) -> DataFrame:

@@ -5,11 +5,12 @@ offsets ``first..last`` of that partition that belong to the table. Files are pu
 atomically (write to a temporary name, fsync, rename, fsync the directory), so a reader sees a
 whole file or none.
 
-Per partition and batch the loader writes the quarantine file first and the bronze file last,
-always, even with zero rows: the bronze file is the durable marker that the range is done.
-After a crash, :func:`recover_partition` finds the last marked offset and removes quarantine
-files of a range that never got its marker; the loader then resumes after the marked offset,
-whatever Kafka's committed offset says. A replay therefore never doubles or loses a record.
+Per partition and batch the loader writes the quarantine file and the bronze file (each only
+when it has rows), then commits the range in the partition's commit log (``core.loader_log``)
+by creating the commit exclusively: of two loaders that wrote the same range (one of them
+evicted from the group while frozen, and thawed after another took its partitions) exactly one
+commits; the other removes what it wrote. Readers and recovery see committed ranges only, so a
+crash or a stale writer at any moment neither loses nor doubles a record.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from core import tables
 from core.contract import EVENT_FIELDS, IDENTITY_FIELDS
 from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY, QUARANTINE, OffsetRange, partition_dir
+from core.loader_log import Commit, commit_dir, commit_name, commits, read_commit
 
 ARROW_TYPES = {
     "string": pa.string(),
@@ -99,30 +101,89 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def ranges_in(directory: Path) -> list[OffsetRange]:
-    """The offset ranges of the published files in one partition directory, in order."""
+    """The offset ranges of the data files in one partition directory, committed or not, in order."""
     if not directory.is_dir():
         return []
     found = (OffsetRange.from_file_name(entry.name) for entry in os.scandir(directory))
     return sorted((r for r in found if r is not None), key=lambda r: r.first)
 
 
-def recover_partition(warehouse: Path, bronze_table: str, topic: str, partition: int) -> int | None:
-    """Make one partition's files consistent after a crash; return the next offset to read.
+def publish_range(
+    warehouse: Path,
+    bronze_table: str,
+    topic: str,
+    partition: int,
+    offsets: OffsetRange,
+    rows: pa.Table,
+    quarantined: pa.Table,
+) -> Commit:
+    """Write one range's files and commit it; return the commit that now holds ``offsets.first``.
 
-    Returns None when nothing of the partition has been written yet (Kafka's committed offset,
-    or the reset policy, decides). Removes temporary files and quarantine files of a range
-    whose bronze marker was never written: the replay writes them again.
+    That commit is this range when it ends at ``offsets.last`` (another loader may have
+    committed the identical range: the same records, so either copy of the files is right).
+    Otherwise another loader committed a different range at the same first offset first: this
+    call removes the files it wrote and the caller must not count the range as published.
+    Raises FileNotFoundError when another loader's recovery removed a temporary file of this
+    call meanwhile (it owns the partition now): nothing was committed.
     """
-    bronze_dir = partition_dir(warehouse, bronze_table, topic, partition)
-    quarantine_dir = partition_dir(warehouse, QUARANTINE, topic, partition)
-    for directory in (bronze_dir, quarantine_dir):
+    data_dirs = {QUARANTINE: quarantined, bronze_table: rows}
+    written = []
+    for table, data in data_dirs.items():
+        if data.num_rows:
+            written.append(write_atomically(data, partition_dir(warehouse, table, topic, partition), offsets))
+    mine = Commit(offsets.first, offsets.last, rows.num_rows, quarantined.num_rows)
+    winner = _commit_exclusively(commit_dir(warehouse, bronze_table, topic, partition), mine)
+    if winner.last != mine.last:
+        for path in written:
+            path.unlink(missing_ok=True)
+    return winner
+
+
+def _commit_exclusively(directory: Path, commit: Commit) -> Commit:
+    """Create ``directory/<first>.json`` unless it exists; return the commit that is there."""
+    _make_durable_dirs(directory)
+    final = directory / commit_name(commit.first)
+    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
+    with open(tmp, "w") as sink:
+        sink.write(commit.to_json())
+        sink.flush()
+        os.fsync(sink.fileno())
+    try:
+        # link(2) fails when the name exists: the file system decides who commits, not the
+        # loaders' (possibly stale) idea of who owns the partition.
+        os.link(tmp, final)
+    except FileExistsError:
+        return read_commit(final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(directory)
+    return commit
+
+
+def recover_partition(warehouse: Path, bronze_table: str, topic: str, partition: int) -> int | None:
+    """Tidy one partition's files after a crash; return the next offset to read.
+
+    Returns None when nothing of the partition has been committed yet (Kafka's committed
+    offset, or the reset policy, decides). Removes temporary files, and data files that no
+    commit can ever name: those inside the committed offsets that are not a committed range
+    (a crash between writing and committing, or a stale loader that lost the race). Data files
+    beyond the last commit stay: a loader may be about to commit them, and the next writer of
+    that range replaces them.
+    """
+    log_dir = commit_dir(warehouse, bronze_table, topic, partition)
+    data_dirs = [partition_dir(warehouse, t, topic, partition) for t in (bronze_table, QUARANTINE)]
+    for directory in (*data_dirs, log_dir):
         if directory.is_dir():
             for entry in os.scandir(directory):
                 if entry.name.endswith(".tmp"):
                     os.unlink(entry.path)
-    marked = ranges_in(bronze_dir)
-    last = marked[-1].last if marked else None
-    for orphan in ranges_in(quarantine_dir):
-        if last is None or orphan.first > last:
-            (quarantine_dir / orphan.file_name).unlink()
-    return None if last is None else last + 1
+    done = commits(warehouse, bronze_table, topic, partition)
+    if not done:
+        return None
+    committed = {c.offsets for c in done}
+    end = done[-1].last
+    for directory in data_dirs:
+        for stray in ranges_in(directory):
+            if stray.first <= end and stray not in committed:
+                (directory / stray.file_name).unlink(missing_ok=True)
+    return end + 1

@@ -5,16 +5,17 @@ For every message consumed exactly one of bronze or quarantine holds it (DESIGN 
 * ``route`` (pure, unit-tested on bytes) validates one message against the contract and turns
   it into a bronze row or a quarantine row with the reason.
 * Records are gathered into a batch bounded by count, bytes and age, then published: dead
-  letters (acknowledged by the broker), then per partition the quarantine file and last the
-  bronze file whose name carries the offset range; only then are the offsets committed. The
-  bronze file is the durable marker: on (re)assignment the loader resumes after the last
-  marked offset (see ``streaming.bronze``), so a crash at any moment neither loses nor doubles
-  a record.
+  letters (acknowledged by the broker), then per partition the quarantine and bronze files
+  named by the offset range, then the range's commit in the partition's commit log
+  (``core.loader_log``); only then are the Kafka offsets committed. The commit log is the
+  truth: on (re)assignment the loader resumes after the last committed offset, so a crash at
+  any moment neither loses nor doubles a record.
 * Dead letters are at-least-once: a crash after the dead letters were acknowledged but before
-  the bronze marker sends them again on replay. The quarantine table is exact.
-* A member writes only partitions it still owns (checked before and after the dead letters);
-  with the eager rebalance protocol a partition moves only after its old owner polled again,
-  i.e. after it finished publishing, or after it was evicted, which the check catches.
+  the range's commit sends them again on replay. The quarantine table is exact.
+* A member writes only partitions it still owns: checked in its own view before and after the
+  dead letters, then confirmed by the group coordinator. A member frozen after that (a GC
+  pause, SIGSTOP) may still write after thawing, when another member owns the partition; the
+  commit is created exclusively, so one of the two commits the range and the other drops it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from core import loader_log
 from core.contract import (
     DEADLETTER_TOPIC,
     EVENT_FIELDS,
@@ -43,7 +45,7 @@ from core.contract import (
     validate,
 )
 from core.errors import UserError
-from core.layout import QUARANTINE, OffsetRange, bronze_table_for, partition_dir
+from core.layout import QUARANTINE, OffsetRange, bronze_table_for
 from core.settings import Settings
 from streaming import bronze
 
@@ -244,7 +246,7 @@ class Loader:
         # Offsets whose data is durable in bronze but not yet committed to Kafka (a failed
         # commit, or a resume point found on assignment); sent with the next commit.
         self._to_commit: dict[Any, int] = {}
-        # Per partition, the next offset bronze expects: where the last marker ended.
+        # Per partition, the next offset bronze expects: where the last commit ended.
         self._durable_next: dict[Any, int] = {}
         # Set by the first on_partitions_assigned: until then "no partitions" means "not
         # joined yet", not "nothing to do".
@@ -392,9 +394,9 @@ class Loader:
             resume = bronze.recover_partition(self.warehouse, table, tp.topic, tp.partition)
             if resume is None:
                 continue  # nothing durable yet: Kafka's committed offset (or earliest) decides
-            # The bronze marker is the truth: commits only ever follow it, so Kafka's committed
+            # The commit log is the truth: Kafka commits only ever follow it, so Kafka's committed
             # offset is never ahead of it, and it is behind it after a crash between publish and
-            # commit. Seek there and let the next commit catch Kafka up.
+            # Kafka commit. Seek there and let the next commit catch Kafka up.
             self._consumer.seek(tp, resume)
             self._to_commit[tp] = resume
             self._durable_next[tp] = resume
@@ -504,8 +506,8 @@ class Loader:
 
     # -- publishing ----------------------------------------------------------------------
     def _publish(self) -> None:
-        """Publish the batch: dead letters, then per partition quarantine file and bronze marker,
-        then commit.
+        """Publish the batch: dead letters, then per partition the files and the range's commit,
+        then the Kafka commit.
 
         Only partitions this member still owns are written; ownership is checked again after the
         dead letters went out, because waiting for an absent broker can outlast
@@ -524,26 +526,28 @@ class Loader:
         from kafka.structs import TopicPartition
 
         for part in self._confirm_membership(self._owned_parts(parts)):
-            self._check_continuity(TopicPartition(part.topic, part.partition), part)
-            offsets = OffsetRange(part.first, part.last)
-            if part.quarantined:
-                bronze.write_atomically(
-                    pa.Table.from_pylist(part.quarantined, schema=bronze.QUARANTINE_SCHEMA),
-                    partition_dir(self.warehouse, QUARANTINE, part.topic, part.partition),
-                    offsets,
-                )
-            # The bronze file last, even with no rows: it is the marker that the range is done.
+            tp = TopicPartition(part.topic, part.partition)
+            self._check_continuity(tp, part)
             table_name = bronze_table_for(part.topic, IDENTITY_TOPIC)
-            schema = bronze.SCHEMAS[table_name]
-            bronze.write_atomically(
-                pa.Table.from_pylist(part.rows, schema=schema),
-                partition_dir(self.warehouse, table_name, part.topic, part.partition),
-                offsets,
-            )
+            try:
+                commit = bronze.publish_range(
+                    self.warehouse,
+                    table_name,
+                    part.topic,
+                    part.partition,
+                    OffsetRange(part.first, part.last),
+                    pa.Table.from_pylist(part.rows, schema=bronze.SCHEMAS[table_name]),
+                    pa.Table.from_pylist(part.quarantined, schema=bronze.QUARANTINE_SCHEMA),
+                )
+            except FileNotFoundError:
+                commit = None  # another loader's recovery tidied this partition: it owns it now
+            if commit is None or commit.last != part.last:
+                self._lost_race(tp, part, commit)
+                continue
             self.stats.bronze_rows += len(part.rows)
             self.stats.quarantined += len(part.quarantined)
-            self._to_commit[TopicPartition(part.topic, part.partition)] = part.last + 1
-            self._durable_next[TopicPartition(part.topic, part.partition)] = part.last + 1
+            self._to_commit[tp] = part.last + 1
+            self._durable_next[tp] = part.last + 1
         self.stats.batches += 1
         self._commit_pending()
         self._write_status()
@@ -551,7 +555,7 @@ class Loader:
     def _check_continuity(self, tp, part: _PartitionBatch) -> None:
         """Refuse to write offsets bronze already holds; warn about offsets Kafka no longer has.
 
-        Offsets below the last marker mean the partition's log started again (the topic was
+        Offsets below the last commit mean the partition's log started again (the topic was
         deleted and re-created): its new offsets would be filed under names of old files and
         could replace them. That needs an operator, not a guess.
         """
@@ -618,6 +622,29 @@ class Loader:
                     self._consumer.seek(tp, meta.offset)
             return []
         return parts
+
+    def _lost_race(self, tp, part: _PartitionBatch, commit) -> None:
+        """Another loader committed this range's first offset before us: forget the batch.
+
+        Happens to a loader that was frozen after its membership was confirmed and evicted
+        meanwhile; its files are gone (``bronze.publish_range``), and if the partition is still
+        (or again) ours, reading resumes where the commit log ends.
+        """
+        log.warning(
+            "not publishing %s[%d] offsets %d-%d: %s (this loader was probably evicted from the group "
+            "while it was stalled)",
+            tp.topic, tp.partition, part.first, part.last,
+            f"another loader committed offsets {commit.first}-{commit.last} first" if commit
+            else "another loader took the partition over and removed this loader's unfinished file",
+        )  # fmt: skip
+        self._to_commit.pop(tp, None)
+        self._durable_next.pop(tp, None)
+        if tp in self._consumer.assignment():
+            table = bronze_table_for(tp.topic, IDENTITY_TOPIC)
+            resume = loader_log.next_offset(self.warehouse, table, tp.topic, tp.partition)
+            self._consumer.seek(tp, resume if resume is not None else part.first)
+            if resume is not None:
+                self._durable_next[tp] = resume
 
     def _commit_pending(self) -> None:
         """Commit the offsets bronze already holds; on failure keep them for the next try."""

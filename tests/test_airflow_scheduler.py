@@ -261,11 +261,11 @@ def test_a_failing_gate_fails_the_run_and_keeps_the_previous_publication(airflow
         "event_id": "bad-1", "schema_version": 1, "event_type": "like", "platform": "kuaishou", "user_id": "u",
         "event_time": "2026-03-01T12:00:00Z", "content_id": "c"}).encode(), None, datetime.now(timezone.utc)).row  # fmt: skip
     row["event_id"] = None
-    bronze.write_atomically(
+    bronze.publish_range(
+        warehouse, layout.BRONZE_EVENTS, KUAISHOU_TOPIC, 9, layout.OffsetRange(0, 0),
         pa.Table.from_pylist([row], schema=bronze.BRONZE_EVENTS_SCHEMA),
-        layout.partition_dir(warehouse, layout.BRONZE_EVENTS, KUAISHOU_TOPIC, 9),
-        layout.OffsetRange(0, 0),
-    )
+        pa.Table.from_pylist([], schema=bronze.QUARANTINE_SCHEMA),
+    )  # fmt: skip
     day = _today() - timedelta(days=2)
     created = airflow.api("POST", "/api/v2/dags/engagement_daily/dagRuns", {"logical_date": None, "conf": {"as_of_date": day.isoformat()}})
     (run,) = airflow.wait_for(lambda r: r["dag_run_id"] == created["dag_run_id"], "the run with a bad bronze file")

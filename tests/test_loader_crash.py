@@ -27,7 +27,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from core import layout
+from core import layout, loader_log
 from core.contract import (
     BAD_ENCODING,
     BAD_JSON,
@@ -282,27 +282,25 @@ class LoaderHome:
         return 0
 
     def marked(self) -> int:
-        """Offsets covered by bronze markers so far: the loader's durable progress."""
-        total = 0
-        for table in (layout.BRONZE_EVENTS, layout.BRONZE_IDENTITY):
-            root = self.warehouse / table
-            if not root.is_dir():
-                continue
-            for directory in root.glob("topic=*/partition=*"):
-                total += sum(r.last - r.first + 1 for r in bronze.ranges_in(directory))
-        return total
+        """Offsets committed so far: the loader's durable progress."""
+        return loader_log.covered_offsets(self.warehouse)
 
     def partition_dirs(self) -> list[Path]:
-        """Every directory the loader writes files into."""
+        """Every directory the loader writes files into (data files and commits)."""
         dirs = []
         for topic in SOURCE_TOPICS:
-            for table in (layout.bronze_table_for(topic, IDENTITY_TOPIC), layout.QUARANTINE):
-                dirs += [layout.partition_dir(self.warehouse, table, topic, p) for p in range(3)]
+            table = layout.bronze_table_for(topic, IDENTITY_TOPIC)
+            for p in range(3):
+                dirs += [
+                    layout.partition_dir(self.warehouse, table, topic, p),
+                    layout.partition_dir(self.warehouse, layout.QUARANTINE, topic, p),
+                    loader_log.commit_dir(self.warehouse, table, topic, p),
+                ]
         return dirs
 
     def wait_until_publishing(self, what: str, process: subprocess.Popen, timeout: float = 30) -> bool:
         """Spin until the loader is caught in the act: ``"writing"`` a file (a temporary exists)
-        or just done with a ``"marker"`` (a new bronze file, its commit likely still pending)."""
+        or just done with a ``"marker"`` (a new range commit, its Kafka commit likely pending)."""
         dirs = self.partition_dirs()
 
         def names() -> set[str]:
@@ -320,7 +318,7 @@ class LoaderHome:
             now = names()
             if what == "writing" and any(n.endswith(".tmp") for n in now):
                 return True
-            if what == "marker" and any("/bronze/" in n and n.endswith(".parquet") for n in now - before):
+            if what == "marker" and any(f"/{loader_log.COMMITS}/" in n and n.endswith(".json") for n in now - before):
                 return True
         return False
 
@@ -352,8 +350,7 @@ def loader_home(produced: Produced, tmp_path: Path, request: pytest.FixtureReque
 # --------------------------------------------------------------------------------------------
 def _read_table(warehouse: Path, table: str, columns: list[str]) -> list[dict]:
     rows: list[dict] = []
-    root = warehouse / table
-    for path in sorted(root.rglob("*.parquet")):
+    for path in loader_log.committed_files(warehouse, table):
         rows.extend(pq.read_table(path, columns=columns).to_pylist())
     return rows
 
@@ -389,14 +386,18 @@ def assert_exactly_once(home: LoaderHome, produced: Produced) -> None:
         kind, key, value, error_class = produced.invalid[(row["kafka_topic"], row["kafka_partition"], row["kafka_offset"])]
         assert (row["kafka_key"], row["value"], row["error_class"]) == (key, value, error_class), kind
 
-    # The files tile each partition: contiguous, non-overlapping offset ranges from 0 to the end,
-    # and no temporary file is left over.
+    # The commits tile each partition: contiguous, non-overlapping offset ranges from 0 to the
+    # end; every data file belongs to a commit and no temporary file is left over.
+    committed = set(loader_log.committed_files(home.warehouse, layout.QUARANTINE))
     for (topic, partition), end in produced.end_offsets.items():
         table = layout.bronze_table_for(topic, IDENTITY_TOPIC)
-        ranges = bronze.ranges_in(layout.partition_dir(home.warehouse, table, topic, partition))
+        ranges = [c.offsets for c in loader_log.commits(home.warehouse, table, topic, partition)]
         assert ranges and ranges[0].first == 0 and ranges[-1].last == end - 1, (topic, partition)
         for before, after in zip(ranges, ranges[1:]):
             assert after.first == before.last + 1, (topic, partition, before, after)
+        committed |= set(loader_log.committed_files(home.warehouse, table))
+    on_disk = set(home.warehouse.rglob("*.parquet"))
+    assert on_disk == committed, f"data files without a commit: {sorted(on_disk - committed)[:5]}"
     assert not list(home.warehouse.rglob("*.tmp"))
 
 
@@ -412,28 +413,31 @@ def committed_offsets(settings: Settings, group: str) -> dict[tuple[str, int], i
 
 
 def bronze_progress(home: LoaderHome) -> dict[tuple[str, int], int]:
-    """Per partition, the next offset after the last bronze marker."""
+    """Per partition, the next offset after the last committed range."""
     out = {}
     for topic in SOURCE_TOPICS:
         table = layout.bronze_table_for(topic, IDENTITY_TOPIC)
-        for directory in (home.warehouse / table).glob(f"topic={topic}/partition=*"):
-            ranges = bronze.ranges_in(directory)
-            if ranges:
-                out[(topic, int(directory.name.split("=")[1]))] = ranges[-1].last + 1
+        for partition in range(3):
+            resume = loader_log.next_offset(home.warehouse, table, topic, partition)
+            if resume is not None:
+                out[(topic, partition)] = resume
     return out
 
 
 def _leftovers(home: LoaderHome, settings: Settings) -> list[str]:
-    """What a kill interrupted: a file being written, a range without marker, an uncommitted one."""
+    """What a kill interrupted: a file being written, a range without its commit, a range
+    committed in bronze but not in Kafka."""
     found = []
     if list(home.warehouse.rglob("*.tmp")):
         found.append("temporary file")
     progress = bronze_progress(home)
-    for directory in (home.warehouse / layout.QUARANTINE).glob("topic=*/partition=*"):
-        key = (directory.parent.name.split("=", 1)[1], int(directory.name.split("=")[1]))
-        if any(r.first >= progress.get(key, 0) for r in bronze.ranges_in(directory)):
-            found.append("quarantine without bronze marker")
-            break
+    for topic in SOURCE_TOPICS:
+        for table in (layout.bronze_table_for(topic, IDENTITY_TOPIC), layout.QUARANTINE):
+            for partition in range(3):
+                directory = layout.partition_dir(home.warehouse, table, topic, partition)
+                if any(r.first >= progress.get((topic, partition), 0) for r in bronze.ranges_in(directory)):
+                    found.append("files without commit")
+    found = sorted(set(found))
     committed = committed_offsets(settings, home.group)
     if any(committed.get(key, 0) < next_offset for key, next_offset in progress.items()):
         found.append("bronze ahead of commit")
@@ -599,13 +603,6 @@ def test_two_loaders_in_one_group_and_one_stops_half_way(loader_home: LoaderHome
     assert assignments[-1].count("[") == len(produced.end_offsets), assignments
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug: a loader frozen inside its publish step (after its last ownership check, before "
-    "a file is renamed into place) writes that file after it thaws, though another loader has loaded the "
-    "same offsets meanwhile; bronze then holds them twice (silver still counts each event once). Needs "
-    "fencing where the file is published, not another check before it (issue 8 note).",
-)
 def test_a_stalled_loader_is_evicted_writes_nothing_it_lost_and_rejoins(
     loader_home: LoaderHome, produced: Produced, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -614,6 +611,11 @@ def test_a_stalled_loader_is_evicted_writes_nothing_it_lost_and_rejoins(
     monkeypatch.setenv("ENGAGEMENT_LOADER_MAX_POLL_INTERVAL_MS", "6000")
     stalled = loader_home.start(until_idle=False)
     loader_home.wait_for_progress(produced.total // 10, stalled)
+    # Freeze it in the worst place: inside its publish step, after the group coordinator
+    # confirmed its membership, while it writes a file. The other loader's recovery removes the
+    # half-written file; if the stalled one got further (a file renamed, its commit not yet
+    # created), the other commits the range first and the stalled one's commit is refused.
+    assert loader_home.wait_until_publishing("writing", stalled), "never caught the loader writing a file"
     stalled.send_signal(signal.SIGSTOP)
     try:
         frozen_at = loader_home.marked()

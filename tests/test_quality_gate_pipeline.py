@@ -53,11 +53,12 @@ def _write_bronze(settings: Settings, rows_by_topic: dict[str, list[bytes]]) -> 
     for topic, values in rows_by_topic.items():
         routed = [route(topic, 0, offset, None, value, None, INGEST) for offset, value in enumerate(values)]
         good = [r.row for r in routed if r.rejection is None]
-        bronze.write_atomically(
+        bad = [r.row for r in routed if r.rejection is not None]
+        bronze.publish_range(
+            settings.warehouse, layout.BRONZE_EVENTS, topic, 0, layout.OffsetRange(0, len(values) - 1),
             pa.Table.from_pylist(good, schema=bronze.BRONZE_EVENTS_SCHEMA),
-            layout.partition_dir(settings.warehouse, layout.BRONZE_EVENTS, topic, 0),
-            layout.OffsetRange(0, len(values) - 1),
-        )
+            pa.Table.from_pylist(bad, schema=bronze.QUARANTINE_SCHEMA),
+        )  # fmt: skip
 
 
 @pytest.fixture()
@@ -124,11 +125,11 @@ def test_null_in_required_bronze_column_fails_the_gate(spark, settings):
 
     row = route(KUAISHOU_TOPIC, 0, 0, None, json.dumps(EVENTS[-1]).encode(), None, INGEST).row
     row["event_id"] = None  # what a broken writer upstream of the contract would leave
-    bronze.write_atomically(
+    bronze.publish_range(
+        settings.warehouse, layout.BRONZE_EVENTS, KUAISHOU_TOPIC, 0, layout.OffsetRange(0, 0),
         pa.Table.from_pylist([row], schema=bronze.BRONZE_EVENTS_SCHEMA),
-        layout.partition_dir(settings.warehouse, layout.BRONZE_EVENTS, KUAISHOU_TOPIC, 0),
-        layout.OffsetRange(0, 0),
-    )
+        pa.Table.from_pylist([], schema=bronze.QUARANTINE_SCHEMA),
+    )  # fmt: skip
     with pytest.raises(QualityGateFailed, match="event_id"):
         pipeline.run_daily(spark, settings, AS_OF)
     assert published_dates(settings.warehouse) == []
