@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO))
 from core import loader_log  # noqa: E402
 from core.contract import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC  # noqa: E402
 from core.settings import Settings  # noqa: E402
+from core.storage import LocalStore  # noqa: E402
 from streaming import broker  # noqa: E402
 from streaming.topics import create_topics  # noqa: E402
 
@@ -109,6 +110,7 @@ def run_loader(settings: Settings, total: int, log_path: Path) -> dict:
         PYTHONUNBUFFERED="1",
     )
     command = [sys.executable, "-m", "engagement.cli", "load", "--until-idle", "--idle-seconds", "2"]
+    store = LocalStore(settings.warehouse)
     samples: list[tuple[float, int, int]] = []  # (seconds since start, marked offsets, rss bytes)
     with open(log_path, "wb") as log:
         started = time.monotonic()
@@ -119,12 +121,12 @@ def run_loader(settings: Settings, total: int, log_path: Path) -> dict:
                 rss = ps.memory_info().rss
             except psutil.NoSuchProcess:
                 break
-            samples.append((time.monotonic() - started, loader_log.covered_offsets(settings.warehouse), rss))
+            samples.append((time.monotonic() - started, loader_log.covered_offsets(store), rss))
             time.sleep(SAMPLE_EVERY_S)
         elapsed = time.monotonic() - started
     if process.returncode != 0:
         raise SystemExit(f"loader exited with {process.returncode}; see {log_path}")
-    done = loader_log.covered_offsets(settings.warehouse)
+    done = loader_log.covered_offsets(store)
     if done != total:
         raise SystemExit(f"loader marked {done:,} of {total:,} offsets; see {log_path}")
     samples.append((elapsed, done, samples[-1][2] if samples else 0))

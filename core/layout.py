@@ -52,9 +52,14 @@ def bronze_table_for(topic: str, identity_topic: str) -> str:
     return BRONZE_IDENTITY if topic == identity_topic else BRONZE_EVENTS
 
 
+def partition_key(table: str, topic: str, partition: int) -> str:
+    """The folder of one Kafka partition's files of a loader table, relative to the warehouse."""
+    return f"{table}/topic={topic}/partition={partition}"
+
+
 def partition_dir(warehouse: Path, table: str, topic: str, partition: int) -> Path:
-    """The folder of one Kafka partition's files of a loader table."""
-    return warehouse / table / f"topic={topic}" / f"partition={partition}"
+    """:func:`partition_key` in a local warehouse."""
+    return warehouse / partition_key(table, topic, partition)
 
 
 def _date_dir(root: Path, table: str, as_of_date: date) -> Path:

@@ -15,12 +15,11 @@ This module only reads the log (readers and the loader's recovery share it); wri
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY, QUARANTINE, OffsetRange, partition_dir
+from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY, QUARANTINE, OffsetRange, partition_key
+from core.storage import Store
 
 COMMITS = "_commits"
 
@@ -38,82 +37,78 @@ class Commit:
     def offsets(self) -> OffsetRange:
         return OffsetRange(self.first, self.last)
 
-    def to_json(self) -> str:
+    def to_json(self) -> bytes:
         return json.dumps(
             {"first": self.first, "last": self.last, "bronze_rows": self.bronze_rows, "quarantined": self.quarantined}
-        )
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Commit:
+        d = json.loads(data)
+        return cls(int(d["first"]), int(d["last"]), int(d["bronze_rows"]), int(d["quarantined"]))
 
 
-def commit_dir(warehouse: Path, bronze_table: str, topic: str, partition: int) -> Path:
+def commit_prefix(bronze_table: str, topic: str, partition: int) -> str:
     """Where one partition's commits live (beside its bronze files)."""
-    return partition_dir(warehouse, bronze_table, topic, partition) / COMMITS
+    return f"{partition_key(bronze_table, topic, partition)}/{COMMITS}"
 
 
-def commit_name(first: int) -> str:
-    return f"{first:020d}.json"
+def commit_key(bronze_table: str, topic: str, partition: int, first: int) -> str:
+    return f"{commit_prefix(bronze_table, topic, partition)}/{first:020d}.json"
 
 
-def read_commit(path: Path) -> Commit:
-    data = json.loads(path.read_text())
-    return Commit(int(data["first"]), int(data["last"]), int(data["bronze_rows"]), int(data["quarantined"]))
-
-
-def commits(warehouse: Path, bronze_table: str, topic: str, partition: int) -> list[Commit]:
+def commits(store: Store, bronze_table: str, topic: str, partition: int) -> list[Commit]:
     """One partition's committed ranges, in offset order."""
-    directory = commit_dir(warehouse, bronze_table, topic, partition)
-    if not directory.is_dir():
-        return []
-    names = sorted(e.name for e in os.scandir(directory) if e.name.endswith(".json") and not e.name.startswith("."))
-    return [read_commit(directory / name) for name in names]
+    keys = [k for k in store.list(commit_prefix(bronze_table, topic, partition)) if _is_commit(k)]
+    return [Commit.from_json(store.get(k)) for k in keys]
 
 
-def next_offset(warehouse: Path, bronze_table: str, topic: str, partition: int) -> int | None:
+def next_offset(store: Store, bronze_table: str, topic: str, partition: int) -> int | None:
     """The first offset not yet committed, or None when nothing of the partition is."""
-    found = commits(warehouse, bronze_table, topic, partition)
+    found = commits(store, bronze_table, topic, partition)
     return found[-1].last + 1 if found else None
 
 
-def covered_offsets(warehouse: Path) -> int:
+def covered_offsets(store: Store) -> int:
     """Offsets committed over all partitions: the loaders' durable progress."""
     return sum(
         c.last - c.first + 1
         for table in (BRONZE_EVENTS, BRONZE_IDENTITY)
-        for topic, partition in partitions(warehouse, table)
-        for c in commits(warehouse, table, topic, partition)
+        for topic, partition in partitions(store, table)
+        for c in commits(store, table, topic, partition)
     )
 
 
-def partitions(warehouse: Path, table: str) -> Iterator[tuple[str, int]]:
-    """The (topic, partition) pairs that have a folder under a loader table."""
-    root = warehouse / table
-    if not root.is_dir():
-        return
-    for directory in sorted(root.glob("topic=*/partition=*")):
-        yield directory.parent.name.split("=", 1)[1], int(directory.name.split("=", 1)[1])
+def partitions(store: Store, table: str) -> Iterator[tuple[str, int]]:
+    """The (topic, partition) pairs that have files under a loader table."""
+    seen = set()
+    for key in store.list(table):
+        parts = key[len(table) + 1 :].split("/")
+        if len(parts) >= 3 and parts[0].startswith("topic=") and parts[1].startswith("partition="):
+            seen.add((parts[0].split("=", 1)[1], int(parts[1].split("=", 1)[1])))
+    yield from sorted(seen)
 
 
-def committed_files(warehouse: Path, table: str) -> list[Path]:
-    """The data files of ``table`` (a bronze table, or quarantine) that belong to committed ranges.
+def committed_files(store: Store, table: str) -> list[str]:
+    """The keys of ``table``'s data files (a bronze table, or quarantine) in committed ranges.
 
     A range with no rows for a table has no file in it; quarantine files are committed by their
     topic's bronze log.
     """
+    bronze = {t: set(partitions(store, t)) for t in (BRONZE_EVENTS, BRONZE_IDENTITY)}
     out = []
-    for topic, partition in partitions(warehouse, table):
-        log_table = _bronze_table_of(warehouse, topic, partition) if table == QUARANTINE else table
-        if log_table is None:
-            continue
-        directory = partition_dir(warehouse, table, topic, partition)
-        for commit in commits(warehouse, log_table, topic, partition):
-            rows = commit.quarantined if table == QUARANTINE else commit.bronze_rows
-            if rows:
-                out.append(directory / commit.offsets.file_name)
+    for topic, partition in partitions(store, table):
+        log_table = table
+        if table == QUARANTINE:
+            log_table = next((t for t, found in bronze.items() if (topic, partition) in found), None)
+            if log_table is None:
+                continue
+        for commit in commits(store, log_table, topic, partition):
+            if commit.quarantined if table == QUARANTINE else commit.bronze_rows:
+                out.append(f"{partition_key(table, topic, partition)}/{commit.offsets.file_name}")
     return out
 
 
-def _bronze_table_of(warehouse: Path, topic: str, partition: int) -> str | None:
-    """The bronze table whose log commits ``topic``'s quarantine files."""
-    for table in (BRONZE_EVENTS, BRONZE_IDENTITY):
-        if commit_dir(warehouse, table, topic, partition).is_dir():
-            return table
-    return None
+def _is_commit(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return name.endswith(".json") and not name.startswith(".")

@@ -57,10 +57,29 @@ class Settings:
     status_max_lag: int = 10_000
     status_max_stale_days: int = 2
     postgres_url: str | None = field(default=None, repr=False)
+    # Where bronze, silver and gold live: a folder (default: <home>/warehouse) or
+    # s3://bucket/prefix on S3-compatible storage at S3_ENDPOINT (AWS itself when unset); the
+    # credentials come from the standard AWS_* environment, never from here.
+    warehouse_uri: str = ""
+    s3_endpoint: str | None = None
+    s3_region: str = "us-east-1"
 
     # Paths derived from home -------------------------------------------------------------
     @property
+    def warehouse_on_object_storage(self) -> bool:
+        return self.warehouse_uri.startswith("s3://")
+
+    @property
     def warehouse(self) -> Path:
+        """The warehouse folder, for the parts that read it as local files."""
+        if self.warehouse_on_object_storage:
+            raise SettingsError(
+                f"{PREFIX}WAREHOUSE_URI={self.warehouse_uri}: the loader writes to object storage, but the "
+                "Spark jobs, gates, publication and queries read a local warehouse only so far; unset it "
+                "(or point it at a folder) to run them"
+            )
+        if self.warehouse_uri:
+            return Path(self.warehouse_uri.removeprefix("file://"))
         return self.home / "warehouse"
 
     @property

@@ -29,6 +29,7 @@ from typing import Any
 
 from core.layout import silver_path, staging_path
 from core.settings import Settings
+from core.storage import warehouse_store
 from core.tables import GOLD_TABLES, SILVER_TABLES
 
 log = logging.getLogger("engagement.pipeline")
@@ -44,8 +45,8 @@ def validate_bronze(spark, settings: Settings, as_of_date: date):
     from jobs.storage import read_bronze
 
     tables = {
-        "events": read_bronze(spark, settings.warehouse, BRONZE_EVENTS),
-        "identity": read_bronze(spark, settings.warehouse, BRONZE_IDENTITY),
+        "events": read_bronze(spark, warehouse_store(settings), BRONZE_EVENTS),
+        "identity": read_bronze(spark, warehouse_store(settings), BRONZE_IDENTITY),
     }
     return validate_layer("bronze", tables)
 
@@ -57,8 +58,8 @@ def build_silver(spark, settings: Settings, as_of_date: date) -> dict[str, int]:
     from jobs.storage import parquet_rows, read_bronze
 
     events, identity_map = build(
-        read_bronze(spark, settings.warehouse, BRONZE_EVENTS),
-        read_bronze(spark, settings.warehouse, BRONZE_IDENTITY),
+        read_bronze(spark, warehouse_store(settings), BRONZE_EVENTS),
+        read_bronze(spark, warehouse_store(settings), BRONZE_IDENTITY),
         timezone=settings.timezone,
         as_of_date=as_of_date,
     )

@@ -15,6 +15,7 @@ from core.contract import CONTRACT_TOPICS, DEADLETTER_TOPIC
 from core.layout import QUARANTINE, publication_record, published_dates
 from core.loader_log import committed_files
 from core.settings import Settings
+from core.storage import warehouse_store
 from core.tables import GOLD_TABLES
 
 
@@ -87,7 +88,7 @@ def pipeline_status(settings: Settings) -> dict[str, Any]:
         except Exception as exc:  # show what we can; the broker section says why
             status["partitions_error"] = str(exc)
     status["loaders"] = read_loader_status(settings.home)[:5]
-    status["quarantine_files"] = len(committed_files(settings.warehouse, QUARANTINE))
+    status["quarantine_files"] = len(committed_files(warehouse_store(settings), QUARANTINE))
     dates = published_dates(settings.warehouse)
     status["published"] = [d.isoformat() for d in dates]
     if dates:

@@ -13,6 +13,7 @@ from core import tables
 from core.errors import UserError
 from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY, QUARANTINE
 from core.loader_log import committed_files
+from core.storage import Store
 from jobs.schemas import spark_schema
 
 _LOADER_TABLES = {
@@ -26,16 +27,21 @@ class MissingInput(UserError):
     """A step's input has not been written: an earlier step has to run first."""
 
 
-def read_bronze(spark: SparkSession, warehouse: Path, table: str) -> DataFrame:
+def read_bronze(spark: SparkSession, store: Store, table: str) -> DataFrame:
     """A bronze table (or quarantine) as a DataFrame; empty with the right schema if absent."""
     schema = spark_schema(_LOADER_TABLES[table])
     # Committed ranges only: a data file without its commit is a crash's or a stale loader's
     # leftover. The folders (topic=, partition=) are storage layout, not columns: the rows carry
     # kafka_topic and kafka_partition themselves.
-    files = committed_files(warehouse, table)
+    files = committed_files(store, table)
     if not files:
         return spark.createDataFrame([], schema)
-    return spark.read.schema(schema).parquet(*(str(f) for f in files))
+    return spark.read.schema(schema).parquet(*(spark_url(store.url(key)) for key in files))
+
+
+def spark_url(url: str) -> str:
+    """A store URL as Spark's Hadoop file systems name it (S3 is ``s3a://`` there)."""
+    return "s3a://" + url.removeprefix("s3://") if url.startswith("s3://") else url
 
 
 def read_table(spark: SparkSession, path: Path) -> DataFrame:

@@ -15,16 +15,16 @@ crash or a stale writer at any moment neither loses nor doubles a record.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import io
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from core import tables
 from core.contract import EVENT_FIELDS, IDENTITY_FIELDS
-from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY, QUARANTINE, OffsetRange, partition_dir
-from core.loader_log import Commit, commit_dir, commit_name, commits, read_commit
+from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY, QUARANTINE, OffsetRange, partition_key
+from core.loader_log import Commit, commit_key, commit_prefix, commits
+from core.storage import LocalStore, Store
 
 ARROW_TYPES = {
     "string": pa.string(),
@@ -59,57 +59,27 @@ QUARANTINE_SCHEMA = arrow_schema(tables.QUARANTINE)
 SCHEMAS = {BRONZE_EVENTS: BRONZE_EVENTS_SCHEMA, BRONZE_IDENTITY: BRONZE_IDENTITY_SCHEMA, QUARANTINE: QUARANTINE_SCHEMA}
 
 
-def write_atomically(table: pa.Table, directory: Path, offsets: OffsetRange) -> Path:
-    """Write ``table`` as ``directory/<first>-<last>.parquet``, durably and atomically."""
-    _make_durable_dirs(directory)
-    final = directory / offsets.file_name
-    tmp = directory / f".{offsets.file_name}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as sink:
-        pq.write_table(table, sink, compression="zstd")
-        sink.flush()
-        os.fsync(sink.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(directory)
-    return final
+def parquet_bytes(table: pa.Table) -> bytes:
+    """``table`` as one Parquet file (zstd), in memory: a batch is bounded, and a store writes
+    whole objects."""
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
 
 
-def _make_durable_dirs(directory: Path) -> None:
-    """Create ``directory`` and any missing parents, and make their entries durable.
-
-    fsync of the file and of its directory is not enough for the first file of a partition: if
-    the directory's own entry in its parent is lost in a power cut, the file goes with it, after
-    its offsets were committed.
-    """
-    if directory.is_dir():
-        return
-    missing = []
-    current = directory
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    for created in reversed(missing):
-        _fsync_dir(created.parent)
+def data_key(table: str, topic: str, partition: int, offsets: OffsetRange) -> str:
+    return f"{partition_key(table, topic, partition)}/{offsets.file_name}"
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def ranges_in(directory: Path) -> list[OffsetRange]:
-    """The offset ranges of the data files in one partition directory, committed or not, in order."""
-    if not directory.is_dir():
-        return []
-    found = (OffsetRange.from_file_name(entry.name) for entry in os.scandir(directory))
+def ranges_in(store: Store, table: str, topic: str, partition: int) -> list[OffsetRange]:
+    """The offset ranges of the data files of one partition, committed or not, in order."""
+    prefix = partition_key(table, topic, partition)
+    found = (OffsetRange.from_file_name(k[len(prefix) + 1 :]) for k in store.list(prefix))
     return sorted((r for r in found if r is not None), key=lambda r: r.first)
 
 
 def publish_range(
-    warehouse: Path,
+    store: Store,
     bronze_table: str,
     topic: str,
     partition: int,
@@ -124,66 +94,49 @@ def publish_range(
     Otherwise another loader committed a different range at the same first offset first: this
     call removes the files it wrote and the caller must not count the range as published.
     Raises FileNotFoundError when another loader's recovery removed a temporary file of this
-    call meanwhile (it owns the partition now): nothing was committed.
+    call meanwhile (local store; it owns the partition now): nothing was committed.
     """
-    data_dirs = {QUARANTINE: quarantined, bronze_table: rows}
     written = []
-    for table, data in data_dirs.items():
+    for table, data in ((QUARANTINE, quarantined), (bronze_table, rows)):
         if data.num_rows:
-            written.append(write_atomically(data, partition_dir(warehouse, table, topic, partition), offsets))
+            key = data_key(table, topic, partition, offsets)
+            store.put(key, parquet_bytes(data))
+            written.append(key)
     mine = Commit(offsets.first, offsets.last, rows.num_rows, quarantined.num_rows)
-    winner = _commit_exclusively(commit_dir(warehouse, bronze_table, topic, partition), mine)
+    key = commit_key(bronze_table, topic, partition, offsets.first)
+    # The store, not the loaders' (possibly stale) idea of who owns the partition, decides who
+    # commits: a second create of the same key is refused.
+    if store.put_if_absent(key, mine.to_json()):
+        return mine
+    winner = Commit.from_json(store.get(key))
     if winner.last != mine.last:
-        for path in written:
-            path.unlink(missing_ok=True)
+        for written_key in written:
+            store.delete(written_key)
     return winner
 
 
-def _commit_exclusively(directory: Path, commit: Commit) -> Commit:
-    """Create ``directory/<first>.json`` unless it exists; return the commit that is there."""
-    _make_durable_dirs(directory)
-    final = directory / commit_name(commit.first)
-    tmp = directory / f".{final.name}.{os.getpid()}.tmp"
-    with open(tmp, "w") as sink:
-        sink.write(commit.to_json())
-        sink.flush()
-        os.fsync(sink.fileno())
-    try:
-        # link(2) fails when the name exists: the file system decides who commits, not the
-        # loaders' (possibly stale) idea of who owns the partition.
-        os.link(tmp, final)
-    except FileExistsError:
-        return read_commit(final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(directory)
-    return commit
-
-
-def recover_partition(warehouse: Path, bronze_table: str, topic: str, partition: int) -> int | None:
+def recover_partition(store: Store, bronze_table: str, topic: str, partition: int) -> int | None:
     """Tidy one partition's files after a crash; return the next offset to read.
 
     Returns None when nothing of the partition has been committed yet (Kafka's committed
-    offset, or the reset policy, decides). Removes temporary files, and data files that no
-    commit can ever name: those inside the committed offsets that are not a committed range
-    (a crash between writing and committing, or a stale loader that lost the race). Data files
-    beyond the last commit stay: a loader may be about to commit them, and the next writer of
-    that range replaces them.
+    offset, or the reset policy, decides). Removes temporary files (a local store's), and data
+    files that no commit can ever name: those inside the committed offsets that are not a
+    committed range (a crash between writing and committing, or a stale loader that lost the
+    race). Data files beyond the last commit stay: a loader may be about to commit them, and
+    the next writer of that range replaces them.
     """
-    log_dir = commit_dir(warehouse, bronze_table, topic, partition)
-    data_dirs = [partition_dir(warehouse, t, topic, partition) for t in (bronze_table, QUARANTINE)]
-    for directory in (*data_dirs, log_dir):
-        if directory.is_dir():
-            for entry in os.scandir(directory):
-                if entry.name.endswith(".tmp"):
-                    os.unlink(entry.path)
-    done = commits(warehouse, bronze_table, topic, partition)
+    tables_written = (bronze_table, QUARANTINE)
+    if isinstance(store, LocalStore):
+        for table in tables_written:
+            store.remove_temporaries(partition_key(table, topic, partition))
+        store.remove_temporaries(commit_prefix(bronze_table, topic, partition))
+    done = commits(store, bronze_table, topic, partition)
     if not done:
         return None
     committed = {c.offsets for c in done}
     end = done[-1].last
-    for directory in data_dirs:
-        for stray in ranges_in(directory):
+    for table in tables_written:
+        for stray in ranges_in(store, table, topic, partition):
             if stray.first <= end and stray not in committed:
-                (directory / stray.file_name).unlink(missing_ok=True)
+                store.delete(data_key(table, topic, partition, stray))
     return end + 1

@@ -47,6 +47,7 @@ from core.contract import (
 from core.errors import UserError
 from core.layout import QUARANTINE, OffsetRange, bronze_table_for
 from core.settings import Settings
+from core.storage import warehouse_store
 from streaming import bronze
 
 log = logging.getLogger("engagement.loader")
@@ -232,7 +233,7 @@ class Loader:
         progress: Callable[[LoaderStats], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.warehouse = settings.warehouse
+        self.store = warehouse_store(settings)
         self.until_idle = until_idle
         self.idle_seconds = idle_seconds
         self.progress = progress
@@ -391,7 +392,7 @@ class Loader:
     def _on_assigned(self, assigned) -> None:
         for tp in assigned:
             table = bronze_table_for(tp.topic, IDENTITY_TOPIC)
-            resume = bronze.recover_partition(self.warehouse, table, tp.topic, tp.partition)
+            resume = bronze.recover_partition(self.store, table, tp.topic, tp.partition)
             if resume is None:
                 continue  # nothing durable yet: Kafka's committed offset (or earliest) decides
             # The commit log is the truth: Kafka commits only ever follow it, so Kafka's committed
@@ -531,7 +532,7 @@ class Loader:
             table_name = bronze_table_for(part.topic, IDENTITY_TOPIC)
             try:
                 commit = bronze.publish_range(
-                    self.warehouse,
+                    self.store,
                     table_name,
                     part.topic,
                     part.partition,
@@ -566,7 +567,7 @@ class Loader:
             raise LoaderError(
                 f"{tp.topic}[{tp.partition}] delivered offset {part.first}, but bronze already holds this "
                 f"partition up to offset {expected - 1}: the topic was probably deleted and re-created. "
-                f"Nothing was written. Move {self.warehouse / bronze_table_for(tp.topic, IDENTITY_TOPIC)} "
+                f"Nothing was written. Move {self.store.url(bronze_table_for(tp.topic, IDENTITY_TOPIC))} "
                 "and the quarantine aside (or use a new ENGAGEMENT_HOME) before loading the new topic."
             )
         log.warning(
@@ -641,7 +642,7 @@ class Loader:
         self._durable_next.pop(tp, None)
         if tp in self._consumer.assignment():
             table = bronze_table_for(tp.topic, IDENTITY_TOPIC)
-            resume = loader_log.next_offset(self.warehouse, table, tp.topic, tp.partition)
+            resume = loader_log.next_offset(self.store, table, tp.topic, tp.partition)
             self._consumer.seek(tp, resume if resume is not None else part.first)
             if resume is not None:
                 self._durable_next[tp] = resume

@@ -33,6 +33,7 @@ from gold_rows import gold_rows
 from core import layout
 from core.contract import KUAISHOU_TOPIC
 from core.layout import published_dates
+from core.storage import LocalStore
 from core.tables import GOLD_TABLES
 from engagement.runs import list_runs
 from engagement.schedule import last_complete_day
@@ -262,7 +263,7 @@ def test_a_failing_gate_fails_the_run_and_keeps_the_previous_publication(airflow
         "event_time": "2026-03-01T12:00:00Z", "content_id": "c"}).encode(), None, datetime.now(timezone.utc)).row  # fmt: skip
     row["event_id"] = None
     bronze.publish_range(
-        warehouse, layout.BRONZE_EVENTS, KUAISHOU_TOPIC, 9, layout.OffsetRange(0, 0),
+        LocalStore(warehouse), layout.BRONZE_EVENTS, KUAISHOU_TOPIC, 9, layout.OffsetRange(0, 0),
         pa.Table.from_pylist([row], schema=bronze.BRONZE_EVENTS_SCHEMA),
         pa.Table.from_pylist([], schema=bronze.QUARANTINE_SCHEMA),
     )  # fmt: skip

@@ -14,6 +14,7 @@ from core import layout
 from core.contract import KUAISHOU_TOPIC, WECHAT_TOPIC
 from core.layout import published_dates, silver_path, staging_path
 from core.settings import Settings
+from core.storage import LocalStore
 from engagement import pipeline
 from engagement.query import run_query
 from streaming import bronze
@@ -55,7 +56,7 @@ def _write_bronze(settings: Settings, rows_by_topic: dict[str, list[bytes]]) -> 
         good = [r.row for r in routed if r.rejection is None]
         bad = [r.row for r in routed if r.rejection is not None]
         bronze.publish_range(
-            settings.warehouse, layout.BRONZE_EVENTS, topic, 0, layout.OffsetRange(0, len(values) - 1),
+            LocalStore(settings.warehouse), layout.BRONZE_EVENTS, topic, 0, layout.OffsetRange(0, len(values) - 1),
             pa.Table.from_pylist(good, schema=bronze.BRONZE_EVENTS_SCHEMA),
             pa.Table.from_pylist(bad, schema=bronze.QUARANTINE_SCHEMA),
         )  # fmt: skip
@@ -126,7 +127,7 @@ def test_null_in_required_bronze_column_fails_the_gate(spark, settings):
     row = route(KUAISHOU_TOPIC, 0, 0, None, json.dumps(EVENTS[-1]).encode(), None, INGEST).row
     row["event_id"] = None  # what a broken writer upstream of the contract would leave
     bronze.publish_range(
-        settings.warehouse, layout.BRONZE_EVENTS, KUAISHOU_TOPIC, 0, layout.OffsetRange(0, 0),
+        LocalStore(settings.warehouse), layout.BRONZE_EVENTS, KUAISHOU_TOPIC, 0, layout.OffsetRange(0, 0),
         pa.Table.from_pylist([row], schema=bronze.BRONZE_EVENTS_SCHEMA),
         pa.Table.from_pylist([], schema=bronze.QUARANTINE_SCHEMA),
     )  # fmt: skip
