@@ -5,9 +5,10 @@
     quarantine/topic=T/partition=P/<first>-<last>.parquet        of partition P that belong there
     bronze/*/topic=T/partition=P/_commits/<first>.json           the range's commit (core.loader_log)
     silver/<table>/as_of_date=D                      a run's silver
-    staging/gold/<table>/as_of_date=D                gold before its quality gate
-    gold/<table>/as_of_date=D                        published gold (moved from staging)
-    published/D.json                                 the publication record (row counts)
+    gold/<table>/as_of_date=D/build=B/*.parquet      one build of a gold table (written once)
+    staging/gold/D.json                              the build of D waiting for its gate
+    published/D.json                                 the publication manifest: the files of
+                                                     all eight tables of D, and row counts
     pipeline_runs/<run id>.json                      one record per pipeline run
 
 Offsets in bronze file names are zero-padded to 20 digits so that names sort in offset order.
@@ -21,10 +22,14 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from core.storage import Store, as_store
+
 # Folders of the tables the loader writes, relative to the warehouse.
 BRONZE_EVENTS = "bronze/events"
 BRONZE_IDENTITY = "bronze/identity"
 QUARANTINE = "quarantine"
+PUBLISHED = "published"
+PIPELINE_RUNS = "pipeline_runs"
 
 _RANGE_FILE = re.compile(r"^(\d{20})-(\d{20})\.parquet$")
 
@@ -62,44 +67,34 @@ def partition_dir(warehouse: Path, table: str, topic: str, partition: int) -> Pa
     return warehouse / partition_key(table, topic, partition)
 
 
-def _date_dir(root: Path, table: str, as_of_date: date) -> Path:
-    return root / table / f"as_of_date={as_of_date.isoformat()}"
+def silver_key(table: str, as_of_date: date) -> str:
+    """A run's silver table (replaced by a re-run of the same date)."""
+    return f"silver/{table}/as_of_date={as_of_date.isoformat()}"
 
 
-def silver_path(warehouse: Path, table: str, as_of_date: date) -> Path:
-    return _date_dir(warehouse / "silver", table, as_of_date)
+def gold_build_key(table: str, as_of_date: date, build: str) -> str:
+    """Where one build of a gold table for ``as_of_date`` is written (never moved afterwards)."""
+    return f"gold/{table}/as_of_date={as_of_date.isoformat()}/build={build}"
 
 
-def staging_path(warehouse: Path, table: str, as_of_date: date) -> Path:
-    return _date_dir(warehouse / "staging" / "gold", table, as_of_date)
+def staging_key(as_of_date: date) -> str:
+    """The record of the gold build of ``as_of_date`` that waits for its gate."""
+    return f"staging/gold/{as_of_date.isoformat()}.json"
 
 
-def gold_path(warehouse: Path, table: str, as_of_date: date) -> Path:
-    return _date_dir(warehouse / "gold", table, as_of_date)
+def publication_key(as_of_date: date) -> str:
+    """The manifest whose presence makes ``as_of_date``'s gold visible to analysts."""
+    return f"{PUBLISHED}/{as_of_date.isoformat()}.json"
 
 
-def published_dir(warehouse: Path) -> Path:
-    return warehouse / "published"
-
-
-def publication_record(warehouse: Path, as_of_date: date) -> Path:
-    """The file whose presence makes ``as_of_date``'s gold visible to analysts."""
-    return published_dir(warehouse) / f"{as_of_date.isoformat()}.json"
-
-
-def pipeline_runs_dir(warehouse: Path) -> Path:
-    return warehouse / "pipeline_runs"
-
-
-def run_record(warehouse: Path, run_id: str) -> Path:
+def run_key(run_id: str) -> str:
     """The record of one pipeline run (``pipeline_runs``), named by its run id."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
-    return pipeline_runs_dir(warehouse) / f"{safe}.json"
+    return f"{PIPELINE_RUNS}/{safe}.json"
 
 
-def published_dates(warehouse: Path) -> list[date]:
+def published_dates(warehouse: Path | Store) -> list[date]:
     """Logical dates whose gold tables passed their gate and were published, oldest first."""
-    directory = published_dir(warehouse)
-    if not directory.is_dir():
-        return []
-    return sorted(date.fromisoformat(p.stem) for p in directory.glob("*.json"))
+    store = as_store(warehouse)
+    names = (key.rsplit("/", 1)[1] for key in store.list(PUBLISHED))
+    return sorted(date.fromisoformat(n.removesuffix(".json")) for n in names if n.endswith(".json") and not n.startswith("."))

@@ -61,6 +61,9 @@ class Settings:
     # s3://bucket/prefix on S3-compatible storage at S3_ENDPOINT (AWS itself when unset); the
     # credentials come from the standard AWS_* environment, never from here.
     warehouse_uri: str = ""
+    # Published dates stay queryable as of that date (`--as-of`) this many days; `engagement
+    # prune` removes older ones (the newest publication always stays).
+    snapshot_retention_days: int = 400
     s3_endpoint: str | None = None
     s3_region: str = "us-east-1"
 
@@ -129,6 +132,8 @@ class Settings:
             ) from exc
         if self.late_allowance_minutes < 0:
             raise SettingsError(f"{PREFIX}LATE_ALLOWANCE_MINUTES must be >= 0, got {self.late_allowance_minutes}")
+        if self.snapshot_retention_days < 0:
+            raise SettingsError(f"{PREFIX}SNAPSHOT_RETENTION_DAYS must be >= 0, got {self.snapshot_retention_days}")
         if self.kafka_nodes < 1:
             raise SettingsError(f"{PREFIX}KAFKA_NODES must be >= 1, got {self.kafka_nodes}")
         if self.kafka_nodes > 1 and len(self.bootstrap_servers.split(",")) != self.kafka_nodes:

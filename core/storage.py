@@ -66,6 +66,11 @@ def open_store(uri: str | Path, *, endpoint: str | None = None, region: str = "u
     return LocalStore(Path(text))
 
 
+def as_store(warehouse: Path | Store) -> Store:
+    """``warehouse`` as a store: a local folder given as a path, or a store as it is."""
+    return LocalStore(warehouse) if isinstance(warehouse, (str, Path)) else warehouse
+
+
 def warehouse_store(settings: Settings) -> Store:
     """The store of the configured warehouse (``ENGAGEMENT_WAREHOUSE_URI``, by default a folder
     under ``ENGAGEMENT_HOME``)."""
@@ -119,7 +124,16 @@ class LocalStore:
         return sorted(out)
 
     def delete(self, key: str) -> None:
-        self.path(key).unlink(missing_ok=True)
+        path = self.path(key)
+        path.unlink(missing_ok=True)
+        # Like an object store, leave no empty folders behind (stop at the first non-empty one).
+        for parent in path.parents:
+            if parent == self.root or self.root not in parent.parents:
+                break
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
     def url(self, key: str) -> str:
         return str(self.path(key))

@@ -13,6 +13,7 @@ traceback unless ``--verbose``.
     engagement query "SQL"                         SQL over the published gold tables
     engagement status                              broker, lag, loader, published runs
     engagement report [--as-of D]                  the headline numbers
+    engagement prune [--keep-days N]               remove publications and gold builds past retention
     engagement demo                                everything above, end to end
 """
 
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from core.errors import UserError
 from core.settings import Settings, get_settings
+from core.storage import warehouse_store
 
 log = logging.getLogger("engagement")
 
@@ -179,7 +181,7 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
     from engagement.query import format_result, run_query
 
     sql = args.sql if args.sql != "-" else sys.stdin.read()
-    _say(format_result(run_query(settings.warehouse, sql, as_of=args.as_of), args.format))
+    _say(format_result(run_query(warehouse_store(settings), sql, as_of=args.as_of), args.format))
     return 0
 
 
@@ -194,13 +196,22 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     from engagement.report import headline, render_headline
 
-    conversion, retention = headline(settings.warehouse, as_of=args.as_of)
+    conversion, retention = headline(warehouse_store(settings), as_of=args.as_of)
     text = render_headline(conversion, retention, args.format)
     if args.output:
         Path(args.output).write_text(text + "\n")
         _say(f"wrote {args.output}")
     else:
         _say(text)
+    return 0
+
+
+def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
+    from engagement.publish import prune
+
+    keep = settings.snapshot_retention_days if args.keep_days is None else args.keep_days
+    removed = prune(warehouse_store(settings), keep_days=keep)
+    _say(f"removed {removed['publications']} publication(s) older than {keep} days and {removed['builds']} unused gold build(s)")
     return 0
 
 
@@ -290,6 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--output", help="write to this file")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "prune",
+        help="remove publications older than the retention (the newest stays) and gold files nothing names",
+        description="Publications of dates more than --keep-days old stop being queryable with --as-of; the "
+        "newest publication always stays. Gold builds that no kept publication names (superseded re-runs, "
+        "failed runs) are removed once a day old.",
+    )
+    p.add_argument("--keep-days", type=int, default=None, help="default: ENGAGEMENT_SNAPSHOT_RETENTION_DAYS")
+    p.set_defaults(func=cmd_prune)
 
     p = sub.add_parser("demo", help="start Kafka, generate, load, run the DAG, print headline numbers")
     p.add_argument("--days", type=int, default=35)

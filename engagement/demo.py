@@ -15,6 +15,7 @@ from dataclasses import asdict
 from datetime import date, timedelta
 
 from core.settings import Settings
+from core.storage import warehouse_store
 
 DEMO_START = date(2026, 10, 1)
 
@@ -91,7 +92,7 @@ def run_demo(settings: Settings, *, days: int = 35, seed: int = 7, users: int = 
     _say("   published")
 
     _say(f"== 5/5 Headline numbers as of {as_of} (measured vs. generator_rate)")
-    conversion, retention = headline(settings.warehouse, as_of=as_of, expected=_expected_for_report(expected_rates(config)))
+    conversion, retention = headline(warehouse_store(settings), as_of=as_of, expected=_expected_for_report(expected_rates(config)))
     _say(render_headline(conversion, retention))
     _say(f"\nDone in {time.monotonic() - started:.0f} s. Try: engagement query \"SELECT * FROM join_conversion LIMIT 5\"")
     return 0

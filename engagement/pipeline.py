@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
-from core.layout import silver_path, staging_path
+from core.layout import gold_build_key, silver_key
 from core.settings import Settings
 from core.storage import warehouse_store
 from core.tables import GOLD_TABLES, SILVER_TABLES
@@ -44,30 +44,30 @@ def validate_bronze(spark, settings: Settings, as_of_date: date):
     from expectations.runner import validate_layer
     from jobs.storage import read_bronze
 
-    tables = {
-        "events": read_bronze(spark, warehouse_store(settings), BRONZE_EVENTS),
-        "identity": read_bronze(spark, warehouse_store(settings), BRONZE_IDENTITY),
-    }
+    store = warehouse_store(settings)
+    tables = {"events": read_bronze(spark, store, BRONZE_EVENTS), "identity": read_bronze(spark, store, BRONZE_IDENTITY)}
     return validate_layer("bronze", tables)
 
 
 def build_silver(spark, settings: Settings, as_of_date: date) -> dict[str, int]:
     """Silver ``events`` and ``identity_map`` as of ``as_of_date``; returns rows per table."""
     from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY
+    from engagement.publish import data_files
     from jobs.silver import build_silver as build
-    from jobs.storage import parquet_rows, read_bronze
+    from jobs.storage import parquet_rows, read_bronze, write_table
 
+    store = warehouse_store(settings)
     events, identity_map = build(
-        read_bronze(spark, warehouse_store(settings), BRONZE_EVENTS),
-        read_bronze(spark, warehouse_store(settings), BRONZE_IDENTITY),
+        read_bronze(spark, store, BRONZE_EVENTS),
+        read_bronze(spark, store, BRONZE_IDENTITY),
         timezone=settings.timezone,
         as_of_date=as_of_date,
     )
     counts = {}
     for name, df in (("identity_map", identity_map), ("events", events)):
-        path = silver_path(settings.warehouse, name, as_of_date)
-        df.write.mode("overwrite").parquet(str(path))
-        counts[name] = parquet_rows(path)
+        key = silver_key(name, as_of_date)
+        write_table(df, store, key)
+        counts[name] = parquet_rows(store, data_files(store, key))
     return counts
 
 
@@ -76,33 +76,36 @@ def validate_silver(spark, settings: Settings, as_of_date: date):
     from expectations.runner import validate_layer
     from jobs.storage import read_table
 
-    tables = {name: read_table(spark, silver_path(settings.warehouse, name, as_of_date)) for name in SILVER_TABLES}
+    store = warehouse_store(settings)
+    tables = {name: read_table(spark, store, silver_key(name, as_of_date)) for name in SILVER_TABLES}
     return validate_layer("silver", tables)
 
 
 def build_gold(spark, settings: Settings, as_of_date: date) -> dict[str, int]:
-    """All eight gold tables into staging; returns rows per table."""
+    """All eight gold tables, as a new build staged for the gold gate; returns rows per table."""
+    from engagement.publish import new_build, stage
     from jobs.gold import build_gold_tables
-    from jobs.storage import parquet_rows, read_table
+    from jobs.storage import read_table, write_table
 
-    events = read_table(spark, silver_path(settings.warehouse, "events", as_of_date)).cache()
-    identity_map = read_table(spark, silver_path(settings.warehouse, "identity_map", as_of_date))
-    counts = {}
+    store = warehouse_store(settings)
+    events = read_table(spark, store, silver_key("events", as_of_date)).cache()
+    identity_map = read_table(spark, store, silver_key("identity_map", as_of_date))
+    build = new_build()
     for name, df in build_gold_tables(events, identity_map, as_of_date=as_of_date).items():
-        path = staging_path(settings.warehouse, name, as_of_date)
-        df.coalesce(1).write.mode("overwrite").parquet(str(path))
-        counts[name] = parquet_rows(path)
+        write_table(df.coalesce(1), store, gold_build_key(name, as_of_date, build))
     events.unpersist()
-    return counts
+    return stage(store, as_of_date, build)["row_counts"]
 
 
 def validate_gold(spark, settings: Settings, as_of_date: date):
-    """The gold gate, on the staged tables: nothing is visible to analysts yet."""
+    """The gold gate, on the staged build: nothing is visible to analysts yet."""
+    from engagement.publish import staged
     from expectations.runner import validate_layer
-    from jobs.storage import read_table
+    from jobs.storage import read_files
 
-    tables = {name: read_table(spark, staging_path(settings.warehouse, name, as_of_date)) for name in GOLD_TABLES}
-    return validate_layer("gold", tables)
+    store = warehouse_store(settings)
+    files = staged(store, as_of_date)["tables"]
+    return validate_layer("gold", {name: read_files(spark, store, files[name]) for name in GOLD_TABLES})
 
 
 def publish(spark, settings: Settings, as_of_date: date) -> dict[str, Any]:
@@ -155,15 +158,15 @@ def run_step(
     from engagement import runs
 
     step = step_named(name)
-    runs.start_step(settings.warehouse, run_id, as_of_date, triggered_by)
+    runs.start_step(warehouse_store(settings), run_id, as_of_date, triggered_by)
     try:
         if step.needs_spark and spark is None:
             spark = spark_for(settings, app_name=f"engagement_daily.{name}")
         output = step.run(spark, settings, as_of_date)
     except Exception as exc:
-        runs.fail_run(settings.warehouse, run_id, name, exc)
+        runs.fail_run(warehouse_store(settings), run_id, name, exc)
         raise
-    runs.finish_step(settings.warehouse, run_id, name, output, last=name == STEP_NAMES[-1])
+    runs.finish_step(warehouse_store(settings), run_id, name, output, last=name == STEP_NAMES[-1])
     return output
 
 

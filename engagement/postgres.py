@@ -18,7 +18,7 @@ from pathlib import Path
 
 from core import tables
 from core.errors import UserError
-from core.layout import gold_path, publication_record
+from core.storage import Store
 from core.tables import GOLD_TABLES
 
 log = logging.getLogger("engagement.postgres")
@@ -57,7 +57,7 @@ def create_table_sql(table: tables.Table):
     return sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(SCHEMA, table.name), columns)
 
 
-def publish_to_postgres(url: str, warehouse: Path, as_of_date: date) -> dict[str, int]:
+def publish_to_postgres(url: str, warehouse: Path | Store, as_of_date: date) -> dict[str, int]:
     """Mirror the gold tables published for ``as_of_date`` into PostgreSQL, in one transaction.
 
     Snapshot tables: the rows of ``as_of_date`` are replaced. History tables: all rows are
@@ -137,22 +137,13 @@ def publish_to_postgres(url: str, warehouse: Path, as_of_date: date) -> dict[str
     return loaded
 
 
-def _read_published_gold(warehouse: Path, as_of_date: date):
+def _read_published_gold(warehouse: Path | Store, as_of_date: date):
     """Every gold table published for ``as_of_date``, as Arrow tables."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from engagement.publish import publication, read_published
 
-    if not publication_record(warehouse, as_of_date).is_file():
-        raise PostgresPublishError(
-            f"gold for {as_of_date} is not published in {warehouse}: run `engagement run --as-of {as_of_date}` first"
-        )
-    gold = {}
-    for name in GOLD_TABLES:
-        files = sorted(gold_path(warehouse, name, as_of_date).glob("*.parquet"))
-        if not files:
-            raise PostgresPublishError(f"no Parquet files for {name} in {gold_path(warehouse, name, as_of_date)}")
-        gold[name] = pa.concat_tables(pq.read_table(f) for f in files)
-    return gold
+    if publication(warehouse, as_of_date) is None:
+        raise PostgresPublishError(f"gold for {as_of_date} is not published: run `engagement run --as-of {as_of_date}` first")
+    return {name: read_published(warehouse, name, as_of_date) for name in GOLD_TABLES}
 
 
 def _ensure_table(cur, table: tables.Table) -> None:

@@ -1,22 +1,29 @@
 """Publication: validated gold of one date becomes visible to analysts, all tables or none.
 
-Gold is built into ``staging/`` and moved into place table by table; the publication record
-(``published/D.json``) is written last. Readers (``engagement query``, the PostgreSQL mirror)
-only see dates with a record, so a crash half-way leaves the previous publication visible, and
-re-running the step finishes the job.
+``build_gold`` writes each table of date D once, under ``gold/<table>/as_of_date=D/build=B``
+(B new for every build), and :func:`stage` records that build in ``staging/gold/D.json``. The
+gold gate reads the staged files; :func:`publish` then writes the publication manifest
+``published/D.json``, which names every file of the eight tables. Readers (``engagement
+query``, the PostgreSQL mirror, the report) read the files a manifest names and nothing else.
+
+Writing one object is atomic on a local folder (rename) and on object storage (PUT), so a
+reader sees the previous manifest or the new one, never a mix of tables, and nothing is moved
+or copied. A re-run of D writes a new build and replaces D's manifest; files no manifest names
+any more are removed by :func:`prune`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from datetime import date, datetime, timezone
+import secrets
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
-from core.layout import gold_path, publication_record, staging_path
+from core.layout import gold_build_key, publication_key, published_dates, staging_key
 from core.settings import Settings
+from core.storage import Store, as_store, warehouse_store
 from core.tables import GOLD_TABLES
 
 
@@ -24,42 +31,127 @@ class PublishError(UserError):
     """Gold of a date cannot be published yet: the message names the step to run first."""
 
 
-def publish(settings: Settings, as_of_date: date) -> dict[str, Any]:
-    """Move the validated gold tables of ``as_of_date`` from staging into place, then record it.
+def new_build() -> str:
+    """A build id: sortable by time, unique across concurrent writers."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
-    Returns the publication record. With ``ENGAGEMENT_POSTGRES_URL`` set, the same tables are
-    then mirrored to PostgreSQL.
-    """
+
+def data_files(store: Store, prefix: str) -> list[str]:
+    """The Parquet files a writer (Spark, pyarrow) left under ``prefix``, without its markers."""
+    return [k for k in store.list(prefix) if k.endswith(".parquet") and not k.rsplit("/", 1)[1].startswith(("_", "."))]
+
+
+def stage(store: Store, as_of_date: date, build: str) -> dict[str, Any]:
+    """Record build ``build`` of every gold table of ``as_of_date`` as the one to validate and publish."""
     from jobs.storage import parquet_rows
 
-    for name in GOLD_TABLES:
-        source = staging_path(settings.warehouse, name, as_of_date)
-        target = gold_path(settings.warehouse, name, as_of_date)
-        if not source.is_dir():
-            if target.is_dir():
-                continue  # already moved by an earlier attempt of this step
-            raise PublishError(
-                f"nothing to publish for {name} on {as_of_date}: run build_gold first "
-                f"(engagement run --as-of {as_of_date})"
-            )
-        if target.is_dir():
-            shutil.rmtree(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(source, target)
+    files = {name: data_files(store, gold_build_key(name, as_of_date, build)) for name in GOLD_TABLES}
+    missing = [name for name, found in files.items() if not found]
+    if missing:
+        raise PublishError(f"build {build} of {as_of_date} has no files for {', '.join(missing)}: run build_gold again")
     record = {
         "as_of_date": as_of_date.isoformat(),
-        "published_at": datetime.now(timezone.utc).isoformat(),
-        "tables": {name: str(gold_path(settings.warehouse, name, as_of_date)) for name in GOLD_TABLES},
-        "row_counts": {name: parquet_rows(gold_path(settings.warehouse, name, as_of_date)) for name in GOLD_TABLES},
+        "build": build,
+        "tables": files,
+        "row_counts": {name: parquet_rows(store, keys) for name, keys in files.items()},
     }
-    final = publication_record(settings.warehouse, as_of_date)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{as_of_date.isoformat()}.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, final)
+    store.put(staging_key(as_of_date), json.dumps(record, indent=2).encode())
+    return record
+
+
+def staged(store: Store, as_of_date: date) -> dict[str, Any]:
+    """The staged build of ``as_of_date``; PublishError when build_gold has not run."""
+    try:
+        return json.loads(store.get(staging_key(as_of_date)))
+    except FileNotFoundError:
+        raise PublishError(
+            f"no gold is built for {as_of_date}: run build_gold first (engagement run --as-of {as_of_date})"
+        ) from None
+
+
+def publication(warehouse: Path | Store, as_of_date: date) -> dict[str, Any] | None:
+    """The publication manifest of ``as_of_date``, or None when it is not published."""
+    try:
+        return json.loads(as_store(warehouse).get(publication_key(as_of_date)))
+    except FileNotFoundError:
+        return None
+
+
+def published_files(warehouse: Path | Store, table: str, as_of_date: date) -> list[str]:
+    """The keys of the files of one published gold table."""
+    record = publication(warehouse, as_of_date)
+    if record is None:
+        raise PublishError(f"gold for {as_of_date} is not published: run `engagement run --as-of {as_of_date}` first")
+    return record["tables"][table]
+
+
+def read_published(warehouse: Path | Store, table: str, as_of_date: date):
+    """One published gold table as an Arrow table (every file its manifest names)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = as_store(warehouse)
+    return pa.concat_tables(pq.read_table(io.BytesIO(store.get(k))) for k in published_files(store, table, as_of_date))
+
+
+def publish(settings: Settings, as_of_date: date) -> dict[str, Any]:
+    """Publish the staged (and validated) gold of ``as_of_date``: one manifest, written last.
+
+    Returns the manifest. Re-running it publishes the same build again (idempotent). With
+    ``ENGAGEMENT_POSTGRES_URL`` set, the same tables are then mirrored to PostgreSQL.
+    """
+    store = warehouse_store(settings)
+    record = {**staged(store, as_of_date), "published_at": datetime.now(timezone.utc).isoformat()}
+    store.put(publication_key(as_of_date), json.dumps(record, indent=2).encode())
     if settings.postgres_url:
-        # After the record: a PostgreSQL failure fails the step, and a retry republishes (idempotent).
+        # After the manifest: a PostgreSQL failure fails the step, and a retry republishes (idempotent).
         from engagement.postgres import publish_to_postgres
 
-        publish_to_postgres(settings.postgres_url, settings.warehouse, as_of_date)
+        publish_to_postgres(settings.postgres_url, store, as_of_date)
     return record
+
+
+def prune(store: Store, *, keep_days: int, now: datetime | None = None) -> dict[str, int]:
+    """Remove publications (and staged builds) of dates more than ``keep_days`` old, the newest
+    publication excepted, and the gold builds that nothing kept names any more. Returns how
+    many publications and builds went.
+
+    A build younger than a day is never removed: it may belong to a run still writing it.
+    """
+    now = now or datetime.now(timezone.utc)
+    dates = published_dates(store)
+    dropped = [d for d in dates[:-1] if (now.date() - d).days > keep_days]
+    for d in dropped:
+        store.delete(publication_key(d))
+    for key in store.list("staging/gold"):  # builds of old dates that wait for nothing any more
+        day = date.fromisoformat(key.rsplit("/", 1)[1].removesuffix(".json"))
+        if (now.date() - day).days > keep_days and day not in dates[-1:]:
+            store.delete(key)
+    named: set[str] = set()
+    for key in store.list("published") + store.list("staging/gold"):
+        if key.endswith(".json"):
+            record = json.loads(store.get(key))
+            named.update(_build_of(k) for keys in record["tables"].values() for k in keys)
+    removed = set()
+    for key in store.list("gold"):
+        build = _build_of(key)
+        if build not in named and now - _built_at(build) > timedelta(days=1):
+            store.delete(key)
+            removed.add(build)
+    return {"publications": len(dropped), "builds": len(removed)}
+
+
+def _build_of(key: str) -> str:
+    """``gold/<table>/as_of_date=D/build=B`` of a file key."""
+    head, _, rest = key.partition("/build=")
+    return f"{head}/build={rest.split('/', 1)[0]}"
+
+
+def _built_at(build: str) -> datetime:
+    stamp = build.rsplit("/build=", 1)[1].split("-", 1)[0]
+    try:
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return datetime.min.replace(tzinfo=timezone.utc)  # not ours: old enough

@@ -12,15 +12,19 @@ import csv
 import io
 import json
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from core import tables
 from core.errors import UserError
-from core.layout import gold_path, pipeline_runs_dir, published_dates
+from core.layout import published_dates
+from core.storage import LocalStore, S3Store, Store, as_store
 from core.tables import GOLD_TABLES, SNAPSHOT_TABLES
+from engagement.publish import published_files
+from engagement.runs import list_runs
+from streaming.bronze import arrow_schema
 
 
 class QueryError(UserError):
@@ -45,46 +49,43 @@ def _sql_string(path: Path) -> str:
     return "'" + str(path).replace("'", "''") + "'"
 
 
-# DuckDB's names for the types of core.tables.
-_DUCKDB_TYPES = {
-    "string": "VARCHAR",
-    "int": "INTEGER",
-    "bigint": "BIGINT",
-    "double": "DOUBLE",
-    "boolean": "BOOLEAN",
-    "date": "DATE",
-    "timestamp": "TIMESTAMPTZ",
-    "binary": "BLOB",
-}
 QUERYABLE = (*GOLD_TABLES, tables.PIPELINE_RUNS.name)
 
 
-def _create_pipeline_runs_view(con, warehouse: Path) -> int:
+def _create_pipeline_runs_view(con, warehouse: Path | Store) -> int:
     """``pipeline_runs`` over the run records (empty, with its columns, before the first run)."""
+    import pyarrow as pa
+
     definition = tables.PIPELINE_RUNS
-    files = sorted(pipeline_runs_dir(warehouse).glob("*.json"))
-    if files:
-        # The two JSON-object columns are read as JSON and shown as their text.
-        columns = {c.name: "JSON" if c.name in ("row_counts", "gate_results") else _DUCKDB_TYPES[c.type] for c in definition.columns}
-        spec = "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in columns.items()) + "}"
-        source = f"read_json([{', '.join(_sql_string(f) for f in files)}], columns = {spec}, format = 'auto')"
-        select = ", ".join(
-            f"CAST({c.name} AS VARCHAR) AS {c.name}" if c.name in ("row_counts", "gate_results") else c.name
-            for c in definition.columns
-        )
-    else:
-        source = "(SELECT 1) AS nothing WHERE false"
-        select = ", ".join(f"CAST(NULL AS {_DUCKDB_TYPES[c.type]}) AS {c.name}" for c in definition.columns)
-    con.execute(f"CREATE VIEW {definition.name} AS SELECT {select} FROM {source}")
-    return len(files)
+    records = list_runs(warehouse)
+
+    def value(record: dict[str, Any], column: tables.Column) -> Any:
+        raw = record.get(column.name)
+        if raw is None:
+            return None
+        if column.name in ("row_counts", "gate_results"):
+            return json.dumps(raw, sort_keys=True)  # the JSON objects, shown as their text
+        if column.type == "date":
+            return date.fromisoformat(raw)
+        if column.type == "timestamp":
+            return datetime.fromisoformat(raw)
+        return raw
+
+    runs = pa.Table.from_pylist(
+        [{c.name: value(r, c) for c in definition.columns} for r in records], schema=arrow_schema(definition)
+    )
+    con.register("_pipeline_runs_records", runs)
+    con.execute(f"CREATE VIEW {definition.name} AS SELECT * FROM _pipeline_runs_records")
+    return len(records)
 
 
-def connect(warehouse: Path, *, as_of: date | None = None):
+def connect(warehouse: Path | Store, *, as_of: date | None = None):
     """A DuckDB connection with one view per gold table (published dates only) and
     ``pipeline_runs`` (every run, whatever its outcome)."""
     import duckdb
 
-    dates = published_dates(warehouse)
+    store = as_store(warehouse)
+    dates = published_dates(store)
     if as_of is not None:
         dates = [d for d in dates if d <= as_of]
     con = duckdb.connect(database=":memory:")
@@ -95,13 +96,32 @@ def connect(warehouse: Path, *, as_of: date | None = None):
         raise QueryError(_nothing_published(as_of))
     for table in GOLD_TABLES:
         chosen = dates if table in SNAPSHOT_TABLES else dates[-1:]
-        files = ", ".join(_sql_string(gold_path(warehouse, table, d) / "*.parquet") for d in chosen)
-        # hive_partitioning off: as_of_date in the folder name is layout, not a column.
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{files}], hive_partitioning = false)")
+        keys = [k for d in chosen for k in published_files(store, table, d)]
+        if isinstance(store, LocalStore):
+            # hive_partitioning off: as_of_date in the folder name is layout, not a column.
+            files = ", ".join(_sql_string(store.path(k)) for k in keys)
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{files}], hive_partitioning = false)")
+        else:
+            # DuckDB reads S3 through an extension it would download; Arrow reads it natively.
+            con.register(f"_{table}_files", _s3_dataset(store, keys))
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _{table}_files")
     return con
 
 
-def run_query(warehouse: Path, sql: str, *, as_of: date | None = None) -> QueryResult:
+def _s3_dataset(store: S3Store, keys: list[str]):
+    """The files ``keys`` of an S3 warehouse as one Arrow dataset (credentials: AWS_* environment)."""
+    import pyarrow.dataset as ds
+    from pyarrow import fs
+
+    options = {"region": store.region}
+    if store.endpoint:
+        scheme, _, address = store.endpoint.partition("://")
+        options.update(endpoint_override=address, scheme=scheme)
+    paths = [store.url(k).removeprefix("s3://") for k in keys]
+    return ds.dataset(paths, filesystem=fs.S3FileSystem(**options), format="parquet")
+
+
+def run_query(warehouse: Path | Store, sql: str, *, as_of: date | None = None) -> QueryResult:
     """Run one SQL statement over the gold views."""
     import duckdb
 

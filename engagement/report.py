@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+from core.storage import Store
 from engagement.query import QueryResult, format_result, run_query
 
 HEADLINE_CONVERSION = """
@@ -27,7 +28,7 @@ def _with_expected(result: QueryResult, key_columns: int, expected: dict[tuple, 
 
 
 def headline(
-    warehouse: Path,
+    warehouse: Path | Store,
     *,
     as_of: date | None = None,
     expected: dict | None = None,

@@ -9,12 +9,12 @@ analysts' query engine shows it as the table ``pipeline_runs`` (columns: ``core.
 from __future__ import annotations
 
 import json
-import os
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from core.layout import pipeline_runs_dir, run_record
+from core.layout import PIPELINE_RUNS, run_key
+from core.storage import Store, as_store
 
 RUNNING, SUCCESS, FAILED = "running", "success", "failed"
 
@@ -23,19 +23,18 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def _write(path: Path, record: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(tmp, path)
+def _write(warehouse: Path | Store, run_id: str, record: dict[str, Any]) -> None:
+    as_store(warehouse).put(run_key(run_id), json.dumps(record, indent=2, default=str).encode())
 
 
-def read_run(warehouse: Path, run_id: str) -> dict[str, Any] | None:
-    path = run_record(warehouse, run_id)
-    return json.loads(path.read_text()) if path.is_file() else None
+def read_run(warehouse: Path | Store, run_id: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(as_store(warehouse).get(run_key(run_id)))
+    except FileNotFoundError:
+        return None
 
 
-def start_step(warehouse: Path, run_id: str, as_of_date: date, triggered_by: str) -> dict[str, Any]:
+def start_step(warehouse: Path | Store, run_id: str, as_of_date: date, triggered_by: str) -> dict[str, Any]:
     """Open the run's record (once: a retried or later step keeps its start) and mark it running."""
     record = read_run(warehouse, run_id) or {
         "run_id": run_id,
@@ -46,11 +45,11 @@ def start_step(warehouse: Path, run_id: str, as_of_date: date, triggered_by: str
         "gate_results": {},
     }
     record.update(status=RUNNING, ended_at=None, failed_step=None, error=None)
-    _write(run_record(warehouse, run_id), record)
+    _write(warehouse, run_id, record)
     return record
 
 
-def finish_step(warehouse: Path, run_id: str, step: str, output: Any, *, last: bool) -> dict[str, Any]:
+def finish_step(warehouse: Path | Store, run_id: str, step: str, output: Any, *, last: bool) -> dict[str, Any]:
     """Fold one step's output into the record; the last step closes it as a success."""
     record = read_run(warehouse, run_id)
     if record is None:
@@ -65,11 +64,11 @@ def finish_step(warehouse: Path, run_id: str, step: str, output: Any, *, last: b
         record["row_counts"].update(output)
     if last:
         record.update(status=SUCCESS, ended_at=_now())
-    _write(run_record(warehouse, run_id), record)
+    _write(warehouse, run_id, record)
     return record
 
 
-def fail_run(warehouse: Path, run_id: str, step: str, error: BaseException | str) -> dict[str, Any] | None:
+def fail_run(warehouse: Path | Store, run_id: str, step: str, error: BaseException | str) -> dict[str, Any] | None:
     """Close the run's record as failed in ``step``; a gate's failure keeps its results."""
     record = read_run(warehouse, run_id)
     if record is None:
@@ -80,14 +79,12 @@ def fail_run(warehouse: Path, run_id: str, step: str, error: BaseException | str
         record = read_run(warehouse, run_id)
     message = error.one_line() if hasattr(error, "one_line") else " ".join(str(error).split())
     record.update(status=FAILED, ended_at=_now(), failed_step=step, error=message[:2000])
-    _write(run_record(warehouse, run_id), record)
+    _write(warehouse, run_id, record)
     return record
 
 
-def list_runs(warehouse: Path) -> list[dict[str, Any]]:
+def list_runs(warehouse: Path | Store) -> list[dict[str, Any]]:
     """Every run's record, oldest start first."""
-    directory = pipeline_runs_dir(warehouse)
-    if not directory.is_dir():
-        return []
-    records = [json.loads(p.read_text()) for p in directory.glob("*.json")]
+    store = as_store(warehouse)
+    records = [json.loads(store.get(k)) for k in store.list(PIPELINE_RUNS) if k.endswith(".json")]
     return sorted(records, key=lambda r: (r["started_at"], r["run_id"]))

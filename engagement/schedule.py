@@ -112,6 +112,7 @@ def on_task_failure(context: dict[str, Any]) -> None:
     """Failure callback: log which date and which step (and expectation) failed, and make sure
     the run's ``pipeline_runs`` record says so even if the task died without raising."""
     from core.settings import Settings
+    from core.storage import warehouse_store
     from engagement import runs
 
     settings = Settings.from_env()
@@ -129,4 +130,4 @@ def on_task_failure(context: dict[str, Any]) -> None:
     for result in getattr(report, "results", []):
         for failure in result.critical_failures:
             log.error("  failed expectation in %s.%s: %s", report.layer, result.table, failure)
-    runs.fail_run(settings.warehouse, context["dag_run"].run_id, ti.task_id, error)
+    runs.fail_run(warehouse_store(settings), context["dag_run"].run_id, ti.task_id, error)

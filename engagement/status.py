@@ -7,16 +7,16 @@ and the published runs.
 
 from __future__ import annotations
 
-import json
 import socket
 from typing import Any
 
 from core.contract import CONTRACT_TOPICS, DEADLETTER_TOPIC
-from core.layout import QUARANTINE, publication_record, published_dates
+from core.layout import QUARANTINE, published_dates
 from core.loader_log import committed_files
 from core.settings import Settings
 from core.storage import warehouse_store
 from core.tables import GOLD_TABLES
+from engagement.publish import publication
 
 
 def consumer_lag(settings: Settings) -> dict[str, dict[str, int | None]]:
@@ -88,11 +88,12 @@ def pipeline_status(settings: Settings) -> dict[str, Any]:
         except Exception as exc:  # show what we can; the broker section says why
             status["partitions_error"] = str(exc)
     status["loaders"] = read_loader_status(settings.home)[:5]
-    status["quarantine_files"] = len(committed_files(warehouse_store(settings), QUARANTINE))
-    dates = published_dates(settings.warehouse)
+    store = warehouse_store(settings)
+    status["quarantine_files"] = len(committed_files(store, QUARANTINE))
+    dates = published_dates(store)
     status["published"] = [d.isoformat() for d in dates]
     if dates:
-        record = json.loads(publication_record(settings.warehouse, dates[-1]).read_text())
+        record = publication(store, dates[-1])
         status["last_publication"] = record
     status["runs"] = _runs(settings)
     status["freshness"] = _freshness(settings, dates)
@@ -114,7 +115,7 @@ GOLD_STALE = 7
 def _runs(settings: Settings) -> dict[str, Any]:
     from engagement.runs import SUCCESS, list_runs
 
-    records = list_runs(settings.warehouse)
+    records = list_runs(warehouse_store(settings))
     succeeded = [r for r in records if r["status"] == SUCCESS]
     return {
         "count": len(records),

@@ -5,15 +5,13 @@ Only job entry points and the pipeline steps call these; the transforms never to
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pyspark.sql import DataFrame, SparkSession
 
 from core import tables
 from core.errors import UserError
 from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY, QUARANTINE
 from core.loader_log import committed_files
-from core.storage import Store
+from core.storage import LocalStore, Store
 from jobs.schemas import spark_schema
 
 _LOADER_TABLES = {
@@ -44,15 +42,29 @@ def spark_url(url: str) -> str:
     return "s3a://" + url.removeprefix("s3://") if url.startswith("s3://") else url
 
 
-def read_table(spark: SparkSession, path: Path) -> DataFrame:
-    """A table a pipeline step wrote (silver, staged or published gold)."""
-    if not path.is_dir():
-        raise MissingInput(f"{path} does not exist: run the step that writes it first")
-    return spark.read.parquet(str(path))
+def read_files(spark: SparkSession, store: Store, keys: list[str]) -> DataFrame:
+    """The Parquet files ``keys`` of ``store`` as one DataFrame (a staged or published table)."""
+    return spark.read.parquet(*(spark_url(store.url(k)) for k in keys))
 
 
-def parquet_rows(directory: Path) -> int:
-    """Rows in a folder of Parquet files, from their footers (no data is read)."""
+def read_table(spark: SparkSession, store: Store, prefix: str) -> DataFrame:
+    """A table a pipeline step wrote under ``prefix`` (silver)."""
+    if not any(k.endswith(".parquet") for k in store.list(prefix)):
+        raise MissingInput(f"{store.url(prefix)} does not exist: run the step that writes it first")
+    return spark.read.parquet(spark_url(store.url(prefix)))
+
+
+def write_table(df: DataFrame, store: Store, prefix: str) -> None:
+    """Write ``df`` as Parquet under ``prefix``, replacing what was there."""
+    df.write.mode("overwrite").parquet(spark_url(store.url(prefix)))
+
+
+def parquet_rows(store: Store, keys: list[str]) -> int:
+    """Rows in Parquet files, from their footers (a local file's data is not read)."""
+    import io
+
     import pyarrow.parquet as pq
 
-    return sum(pq.read_metadata(f).num_rows for f in directory.glob("*.parquet"))
+    if isinstance(store, LocalStore):
+        return sum(pq.read_metadata(store.path(k)).num_rows for k in keys)
+    return sum(pq.read_metadata(io.BytesIO(store.get(k))).num_rows for k in keys)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import duckdb
 
-from core.layout import gold_path
+from core.storage import Store
+from engagement.publish import read_published
 
 
-def gold_rows(warehouse: Path, table: str, as_of: date) -> list[tuple]:
+def gold_rows(warehouse: Path | Store, table: str, as_of: date) -> list[tuple]:
     """Every row of one published gold table, sorted."""
-    files = str(gold_path(warehouse, table, as_of) / "*.parquet")
-    return duckdb.sql(f"SELECT * FROM read_parquet('{files}', hive_partitioning = false) ORDER BY ALL").fetchall()
+    rows = read_published(warehouse, table, as_of)  # noqa: F841 - DuckDB reads the local variable
+    return duckdb.sql("SELECT * FROM rows ORDER BY ALL").fetchall()

@@ -19,11 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from core import tables
-from core.layout import staging_path
+from core.layout import gold_build_key
 from core.settings import Settings
+from core.storage import LocalStore
 from core.tables import GOLD_TABLES
 from engagement.postgres import PostgresPublishError, publish_to_postgres
-from engagement.publish import publish
+from engagement.publish import new_build, publish, stage
 from streaming.bronze import arrow_schema
 
 D1, D2 = date(2026, 3, 10), date(2026, 3, 11)
@@ -124,11 +125,13 @@ def _gold_rows(as_of: date, marker: int) -> dict[str, dict]:
 
 
 def _stage(settings: Settings, as_of: date, marker: int) -> None:
-    """Stage one Parquet file per gold table with its row of :func:`_gold_rows`."""
+    """Stage a build with one Parquet file per gold table, holding its row of :func:`_gold_rows`."""
+    store, build = LocalStore(settings.warehouse), new_build()
     for table, row in _gold_rows(as_of, marker).items():
-        directory = staging_path(settings.warehouse, table, as_of)
+        directory = store.path(gold_build_key(table, as_of, build))
         directory.mkdir(parents=True)
         pq.write_table(pa.Table.from_pylist([row], schema=arrow_schema(tables.GOLD[table])), directory / "part-0.parquet")
+    stage(store, as_of, build)
 
 
 def _publish(tmp_path: Path, url: str, as_of: date, marker: int) -> None:

@@ -12,10 +12,11 @@ import pytest
 
 from core import layout
 from core.contract import KUAISHOU_TOPIC, WECHAT_TOPIC
-from core.layout import published_dates, silver_path, staging_path
+from core.layout import published_dates, silver_key
 from core.settings import Settings
 from core.storage import LocalStore
 from engagement import pipeline
+from engagement.publish import staged
 from engagement.query import run_query
 from streaming import bronze
 from streaming.loader import route
@@ -82,7 +83,7 @@ def test_daily_run_types_dedups_and_publishes(spark, loaded):
     result = pipeline.run_daily(spark, loaded, AS_OF)
     assert result.silver_counts["events"] == 5  # 6 arrived, one a redelivery
 
-    events = spark.read.parquet(str(silver_path(loaded.warehouse, "events", AS_OF)))
+    events = spark.read.parquet(str(loaded.warehouse / silver_key("events", AS_OF)))
     dates = {r["event_id"]: r["event_date"].isoformat() for r in events.collect()}
     assert dates == {"w-1": "2026-03-01", "w-2": "2026-03-02", "w-3": "2026-03-03", "w-4": "2026-03-03", "k-1": "2026-03-01"}
     assert published_dates(loaded.warehouse) == [AS_OF]
@@ -106,10 +107,13 @@ def test_corrupt_gold_fails_the_gate_and_publishes_nothing(spark, loaded):
     pipeline.build_silver(spark, loaded, AS_OF)
     pipeline.build_gold(spark, loaded, AS_OF)
     # Corrupt the staged join_conversion: a rate above 1.
-    path = staging_path(loaded.warehouse, "join_conversion", AS_OF)
+    (key,) = staged(LocalStore(loaded.warehouse), AS_OF)["tables"]["join_conversion"]
+    path = LocalStore(loaded.warehouse).path(key)
     bad = spark.read.parquet(str(path)).withColumn("conversion_rate", pipeline_rate(1.5)).cache()
     bad.count()
-    bad.write.mode("overwrite").parquet(str(path))
+    bad.coalesce(1).write.mode("overwrite").parquet(str(path.parent))
+    (rewritten,) = path.parent.glob("*.parquet")
+    rewritten.rename(path)  # the staged build names this file
     with pytest.raises(QualityGateFailed, match="conversion_rate"):
         pipeline.validate_gold(spark, loaded, AS_OF)
     assert published_dates(loaded.warehouse) == []
@@ -134,7 +138,7 @@ def test_null_in_required_bronze_column_fails_the_gate(spark, settings):
     with pytest.raises(QualityGateFailed, match="event_id"):
         pipeline.run_daily(spark, settings, AS_OF)
     assert published_dates(settings.warehouse) == []
-    assert not silver_path(settings.warehouse, "events", AS_OF).exists()
+    assert not (settings.warehouse / silver_key("events", AS_OF)).exists()
 
 
 def test_rerun_of_the_same_date_gives_the_same_rows(spark, loaded):

@@ -10,24 +10,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from core.layout import gold_path, staging_path
+from core.layout import gold_build_key
 from core.settings import Settings, SettingsError
+from core.storage import LocalStore
 from core.tables import GOLD_TABLES
-from engagement.publish import PublishError, publish
+from engagement.publish import PublishError, new_build, publish, stage
 from engagement.query import QueryError, format_result, run_query
 
 D1, D2 = date(2026, 3, 10), date(2026, 3, 11)
 
 
-def _stage(settings: Settings, as_of: date, marker: int) -> None:
-    """Stage a one-row parquet file per gold table whose content says which date it is."""
+def _stage(settings: Settings, as_of: date, marker: int) -> str:
+    """Stage a build of one-row parquet files, one per gold table, whose content says which date
+    it is; return the build."""
+    store = LocalStore(settings.warehouse)
+    build = new_build()
     for table in GOLD_TABLES:
-        directory = staging_path(settings.warehouse, table, as_of)
+        directory = store.path(gold_build_key(table, as_of, build))
         directory.mkdir(parents=True)
         columns = {"marker": [marker], "platform": ["wechat"]}
         if table in ("group_health", "cross_platform_overlap"):
             columns["as_of_date"] = [as_of]
         pq.write_table(pa.table(columns), directory / "part-0.parquet")
+    stage(store, as_of, build)
+    return build
 
 
 @pytest.fixture()
@@ -48,8 +54,6 @@ def test_staged_gold_is_invisible_until_published(settings):
     record = settings.warehouse / "published" / f"{D1.isoformat()}.json"
     assert json.loads(record.read_text())["row_counts"] == {table: 1 for table in GOLD_TABLES}
     assert run_query(settings.warehouse, "SELECT marker FROM join_conversion").rows == [(1,)]
-    assert not staging_path(settings.warehouse, "join_conversion", D1).exists()
-    assert gold_path(settings.warehouse, "join_conversion", D1).is_dir()
 
 
 def test_latest_run_for_history_tables_every_snapshot_for_snapshot_tables(settings):
