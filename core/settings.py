@@ -74,12 +74,11 @@ class Settings:
 
     @property
     def warehouse(self) -> Path:
-        """The warehouse folder, for the parts that read it as local files."""
+        """The warehouse folder of a local warehouse (``core.storage.warehouse_store`` serves both)."""
         if self.warehouse_on_object_storage:
             raise SettingsError(
-                f"{PREFIX}WAREHOUSE_URI={self.warehouse_uri}: the loader writes to object storage, but the "
-                "Spark jobs, gates, publication and queries read a local warehouse only so far; unset it "
-                "(or point it at a folder) to run them"
+                f"{PREFIX}WAREHOUSE_URI={self.warehouse_uri} is on object storage, and this command reads "
+                "a local warehouse folder only; unset it (or point it at a folder) to use it"
             )
         if self.warehouse_uri:
             return Path(self.warehouse_uri.removeprefix("file://"))

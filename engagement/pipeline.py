@@ -211,6 +211,7 @@ def run_daily(
 
 def spark_for(settings: Settings, app_name: str = "engagement"):
     """The Spark session for these settings (local mode unless spark-submit says otherwise)."""
+    from jobs.object_storage import s3a_conf
     from jobs.session import build_spark
 
     return build_spark(
@@ -218,6 +219,7 @@ def spark_for(settings: Settings, app_name: str = "engagement"):
         master=settings.spark_master,
         shuffle_partitions=settings.spark_shuffle_partitions,
         driver_memory=settings.spark_driver_memory,
+        conf=s3a_conf(settings.s3_endpoint, settings.s3_region) if settings.warehouse_on_object_storage else None,
     )
 
 

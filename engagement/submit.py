@@ -48,6 +48,11 @@ def spark_submit_executable() -> str:
 def submit_command(settings: Settings, step: str, as_of_date: date, *, run_id: str, triggered_by: str) -> list[str]:
     """The spark-submit command line of one step (settings are the deployment's defaults;
     ``--conf`` values set on the cluster itself still apply where these do not)."""
+    storage = []
+    if settings.warehouse_on_object_storage:
+        from jobs.object_storage import s3a_conf
+
+        storage = [arg for key, value in s3a_conf(settings.s3_endpoint, settings.s3_region).items() for arg in ("--conf", f"{key}={value}")]
     return [
         spark_submit_executable(),
         "--master", settings.spark_master,
@@ -55,6 +60,7 @@ def submit_command(settings: Settings, step: str, as_of_date: date, *, run_id: s
         "--driver-memory", settings.spark_driver_memory,
         "--conf", f"spark.sql.shuffle.partitions={settings.spark_shuffle_partitions}",
         "--conf", "spark.sql.session.timeZone=UTC",
+        *storage,
         str(PIPELINE_FILE),
         "--as-of", as_of_date.isoformat(),
         "--step", step,

@@ -22,6 +22,7 @@ def build_spark(
     master: str | None = "local[2]",
     shuffle_partitions: int = 4,
     driver_memory: str = "2g",
+    conf: dict[str, str] | None = None,
 ) -> SparkSession:
     """Get or create the session. All timestamps are handled in UTC; reporting dates are
     derived explicitly in the reporting zone, never from the JVM's default zone.
@@ -51,6 +52,8 @@ def build_spark(
         .config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     )
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark

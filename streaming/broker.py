@@ -26,28 +26,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
-import hashlib
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
 from base64 import urlsafe_b64encode
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
 import psutil
 
+from core import maven
 from core.errors import UserError
 from core.settings import PREFIX, Settings
 
@@ -62,7 +58,6 @@ STORAGE_TOOL_MAIN = "kafka.tools.StorageTool"
 MIN_JAVA = 17
 # kafka.logs.dir, message.max.bytes etc. are Kafka's names; these are ours.
 LIBS_ENV = PREFIX + "KAFKA_LIBS"
-_MARKER = ".installed"
 _PROBE_TIMEOUT_S = 3.0
 
 # Brokers this Python process launched. Keeping the Popen objects lets us reap a broker that
@@ -193,90 +188,29 @@ def install(settings: Settings, *, quiet: bool = False) -> Path:
     """
     del settings  # the jar cache is shared by all homes on purpose
     libs = libs_dir()
-    if _libs_ready(libs):
+    if _hand_filled(libs):
         return libs
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise BrokerError(
-            "Maven (mvn) is needed once to fetch the Kafka jars from Maven Central, and it is "
-            "not on PATH. Install Maven 3.6 or newer (Debian/Ubuntu: apt-get install maven; "
-            f"macOS: brew install maven), or put the jars of Kafka {kafka_version()} in a "
-            f"directory and point {LIBS_ENV} at it."
-        )
-    _java_executable()  # Maven needs a JDK too; say so before Maven says it less clearly
-    libs.parent.mkdir(parents=True, exist_ok=True)
-    # A lock, because two test sessions started together would otherwise both fetch and
-    # rename into the same directory.
-    with _locked(libs.parent / ".install.lock"):
-        if _libs_ready(libs):
-            return libs
-        if not quiet:
-            print(
-                f"Fetching Apache Kafka {kafka_version()} from Maven Central into {libs} "
-                "(once, about 45 MB) ...",
-                file=sys.stderr,
-                flush=True,
-            )
-        started = time.monotonic()
-        # Fetch into a fresh sibling directory and rename it into place at the end, so an
-        # interrupted download never leaves a half-filled libs directory that looks complete.
-        staging = Path(tempfile.mkdtemp(prefix="libs.partial-", dir=libs.parent))
-        try:
-            _fetch_jars(mvn, staging)
-            (staging / _MARKER).write_text(_pom_digest() + "\n")
-            if libs.exists():
-                shutil.rmtree(libs)  # jars of an older pom: different versions must not mix
-            staging.rename(libs)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        if not quiet:
-            jars = len(list(libs.glob("*.jar")))
-            print(
-                f"Fetched {jars} jars in {time.monotonic() - started:.0f}s.",
-                file=sys.stderr,
-                flush=True,
-            )
-    return libs
-
-
-def _libs_ready(libs: Path) -> bool:
-    marker = libs / _MARKER
-    if marker.is_file():
-        return marker.read_text().strip() == _pom_digest()
-    # A hand-filled directory (no marker): trust it only when the user named it explicitly.
-    return LIBS_ENV in os.environ and (libs / f"kafka_2.13-{kafka_version()}.jar").is_file()
-
-
-def _pom_digest() -> str:
-    # The marker records which pom the jars came from: editing the pom (a version bump, an
-    # added dependency) makes install() fetch again instead of running a stale set.
-    return hashlib.sha256(POM.read_bytes()).hexdigest()
-
-
-def _fetch_jars(mvn: str, target: Path) -> None:
-    command = [
-        mvn, "-B", "-q", "-f", str(POM),
-        "dependency:copy-dependencies", f"-DoutputDirectory={target}",
-    ]  # fmt: skip
+    if not maven.installed(POM, libs):
+        _java_executable()  # Maven needs a JDK too; say so before Maven says it less clearly
     try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=30 * 60, stdin=subprocess.DEVNULL
-        )
-    except subprocess.TimeoutExpired as exc:
+        return maven.fetch(
+            POM, libs, what=f"Apache Kafka {kafka_version()}", required_jar=f"kafka_2.13-{kafka_version()}.jar",
+            size_hint="45 MB", quiet=quiet,
+        )  # fmt: skip
+    except maven.MavenError as exc:
         raise BrokerError(
-            "Maven did not finish fetching the Kafka jars within 30 minutes; check that Maven "
-            "Central (https://repo.maven.apache.org) is reachable, or set a mirror/proxy in "
-            "~/.m2/settings.xml, then run `engagement kafka install` again."
+            f"{exc.one_line()} Or put the jars of Kafka {kafka_version()} in a directory and point {LIBS_ENV} at it.",
+            details=exc.details,
         ) from exc
-    jar = target / f"kafka_2.13-{kafka_version()}.jar"
-    if done.returncode != 0 or not jar.is_file():
-        output = "\n".join((done.stdout + done.stderr).strip().splitlines()[-25:])
-        raise BrokerError(
-            f"Maven could not fetch Kafka {kafka_version()} (exit {done.returncode}). Check that "
-            "Maven Central (https://repo.maven.apache.org) is reachable, or set a mirror/proxy "
-            "in ~/.m2/settings.xml, then run `engagement kafka install` again (--verbose shows Maven's output).",
-            details=f"Command: {' '.join(command)}\n{output}",
-        )
+
+
+def _hand_filled(libs: Path) -> bool:
+    """A directory the user named explicitly and filled by hand (no marker): trusted as it is."""
+    return (
+        LIBS_ENV in os.environ
+        and not (libs / maven.MARKER).is_file()
+        and (libs / f"kafka_2.13-{kafka_version()}.jar").is_file()
+    )
 
 
 def _java_executable() -> str:
@@ -325,7 +259,7 @@ def start(settings: Settings, *, timeout: float = 60) -> BrokerStatus:
     settings.kafka_dir.mkdir(parents=True, exist_ok=True)
     # One start or stop at a time per home: two `engagement kafka start` at once must not
     # launch two JVMs on the same data directory.
-    with _locked(settings.kafka_dir / ".broker.lock"):
+    with maven.locked(settings.kafka_dir / ".broker.lock"):
         launched: list[tuple[_Node, subprocess.Popen[bytes], str, int]] = []
         adopted: list[tuple[_Node, int]] = []
         java = libs = None
@@ -369,7 +303,7 @@ def stop(settings: Settings, *, timeout: float = 30) -> bool:
     if not settings.kafka_dir.exists() and all(_find_broker(n.paths) is None for n in nodes):
         return False  # nothing to stop, and no reason to create the directory for a lock file
     stopped = False
-    with _locked(settings.kafka_dir / ".broker.lock"):
+    with maven.locked(settings.kafka_dir / ".broker.lock"):
         for node in reversed(nodes):
             stopped |= _stop_node(node, timeout)
     return stopped
@@ -901,17 +835,6 @@ def _split_address(address: str) -> tuple[str, int]:
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _log_tail(paths: _Paths, log_offset: int = 0, lines: int = 30) -> str:
     """The last lines of the JVM's output and of server.log after ``log_offset``, for errors."""
     parts = []
