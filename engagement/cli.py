@@ -14,6 +14,7 @@ traceback unless ``--verbose``.
     engagement status                              broker, lag, loader, published runs
     engagement report [--as-of D]                  the headline numbers
     engagement prune [--keep-days N]               remove publications and gold builds past retention
+    engagement s3 serve [--dir D]                  an S3-compatible server (SeaweedFS) for the warehouse
     engagement demo                                everything above, end to end
 """
 
@@ -215,6 +216,21 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_s3(settings: Settings, args: argparse.Namespace) -> int:
+    import os
+    from urllib.parse import urlparse
+
+    from engagement.objectstore import ObjectStoreError, ObjectStoreServer
+
+    keys = [os.environ.get(name) for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    if not all(keys):
+        raise ObjectStoreError("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY: the server accepts that key pair only")
+    bucket = urlparse(settings.warehouse_uri).netloc if settings.warehouse_on_object_storage else None
+    directory = Path(args.dir) if args.dir else settings.home / "s3"
+    directory.mkdir(parents=True, exist_ok=True)
+    return ObjectStoreServer(directory, *keys).serve(host=args.host, bucket=bucket)
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from engagement.demo import run_demo
 
@@ -311,6 +327,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--keep-days", type=int, default=None, help="default: ENGAGEMENT_SNAPSHOT_RETENTION_DAYS")
     p.set_defaults(func=cmd_prune)
+
+    p = sub.add_parser(
+        "s3",
+        help="run an S3-compatible server (SeaweedFS) in the foreground",
+        description="Serves S3 on port 8333 with the key pair of AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, "
+        "and creates the bucket of ENGAGEMENT_WAREHOUSE_URI (s3://bucket/...) if it is missing. "
+        "Example (what docker-compose.yml runs): engagement s3 serve --dir /data/s3 --host seaweedfs",
+    )
+    p.add_argument("action", choices=["serve"])
+    p.add_argument("--dir", help="where the data lives (default: $ENGAGEMENT_HOME/s3)")
+    p.add_argument("--host", default="127.0.0.1", help="the name other containers reach it by")
+    p.set_defaults(func=cmd_s3)
 
     p = sub.add_parser("demo", help="start Kafka, generate, load, run the DAG, print headline numbers")
     p.add_argument("--days", type=int, default=35)

@@ -12,7 +12,6 @@ Every port is chosen explicitly (``weed`` otherwise binds fixed ones, e.g. gRPC 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -26,8 +25,10 @@ from core.errors import UserError
 from streaming.broker import free_ports
 
 _READY_TIMEOUT_S = 60.0
-# Every port weed would open, each set explicitly.
+# Every port weed would open, each set explicitly; SERVE_PORTS are its usual ones (a container).
 _PORT_FLAGS = tuple(f"{part}.port{grpc}" for part in ("master", "volume", "filer", "s3", "admin") for grpc in ("", ".grpc"))
+_USUAL_PORTS = {"master": 9333, "volume": 8080, "filer": 8888, "s3": 8333, "admin": 23646}
+SERVE_PORTS = {f"{part}.port{grpc}": port + (10000 if grpc else 0) for part, port in _USUAL_PORTS.items() for grpc in ("", ".grpc")}
 
 
 class ObjectStoreError(UserError):
@@ -55,7 +56,8 @@ class ObjectStoreServer:
     process: subprocess.Popen | None = None
     endpoint: str = ""
 
-    def start(self) -> ObjectStoreServer:
+    def command(self, ports: dict[str, int], *, host: str = "127.0.0.1", bind: str = "127.0.0.1") -> list[str]:
+        """The ``weed mini`` command line: every port explicit, telemetry off, logs in our folder."""
         data, logs = self.directory / "data", self.directory / "log"
         data.mkdir(parents=True, exist_ok=True)
         logs.mkdir(parents=True, exist_ok=True)
@@ -69,16 +71,15 @@ class ObjectStoreServer:
             ]
         }
         config = self.directory / "s3.json"
+        config.touch(mode=0o600)
         config.write_text(json.dumps(identities))
-        os.chmod(config, 0o600)
-        ports = dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS))))
-        command = [
+        return [
             str(weed_binary()),
             f"-logdir={logs}",  # before the subcommand, or logs go to /tmp
             "mini",
             f"-dir={data}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
+            f"-ip={host}",
+            f"-ip.bind={bind}",
             "-master.telemetry=false",
             "-webdav=false",
             "-admin.ui=false",
@@ -89,6 +90,11 @@ class ObjectStoreServer:
             f"-s3.localSocket={self.directory / 's3.sock'}",
             f"-filer.localSocket={self.directory / 'filer.sock'}",
         ]
+
+    def start(self, ports: dict[str, int] | None = None, *, host: str = "127.0.0.1", bind: str = "127.0.0.1") -> ObjectStoreServer:
+        """Start the server in the background (free ports unless given) and wait until it answers."""
+        ports = ports or dict(zip(_PORT_FLAGS, free_ports(len(_PORT_FLAGS))))
+        command = self.command(ports, host=host, bind=bind)
         with open(self.directory / "weed.log", "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.endpoint = f"http://127.0.0.1:{ports['s3.port']}"
@@ -116,6 +122,24 @@ class ObjectStoreServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    def serve(self, *, host: str, bucket: str | None) -> int:
+        """Run in the foreground on :data:`SERVE_PORTS` (a container's main process): create
+        ``bucket`` once the server answers, then wait, passing SIGTERM/SIGINT on."""
+        self.start(SERVE_PORTS, host=host, bind="0.0.0.0")
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.process.send_signal(signal.SIGTERM))
+        if bucket:
+            import boto3
+
+            client = boto3.client(
+                "s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            )  # fmt: skip
+            if bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+                client.create_bucket(Bucket=bucket)
+        print(f"SeaweedFS S3 at {self.endpoint} (data in {self.directory})", flush=True)
+        return self.process.wait()
 
     def environment(self) -> dict[str, str]:
         """What a client process needs to use this server (endpoint and credentials)."""

@@ -40,7 +40,7 @@ def test_kafka_runs_in_kraft_mode_without_auto_created_topics():
 
 def test_every_engagement_variable_is_a_real_setting():
     known = {PREFIX + f.name.upper() for f in dataclasses.fields(Settings)}
-    used = set(re.findall(r"\b(ENGAGEMENT_[A-Z_]+)\s*:", (ROOT / "docker-compose.yml").read_text()))
+    used = set(re.findall(r"\b(ENGAGEMENT_[A-Z0-9_]+)\s*:", (ROOT / "docker-compose.yml").read_text()))
     assert used, "the stack configures nothing?"
     assert used <= known, f"unknown settings in docker-compose.yml: {sorted(used - known)}"
 
@@ -49,7 +49,7 @@ def test_no_secret_is_written_in_the_file():
     text = (ROOT / "docker-compose.yml").read_text()
     for line in text.splitlines():
         if re.search(r"PASSWORD|SECRET|FERNET", line) and ":" in line:
-            assert re.search(r"\$\{(POSTGRES_PASSWORD|AIRFLOW_DB_PASSWORD|AIRFLOW_JWT_SECRET|AIRFLOW_FERNET_KEY):\?", line), (
+            assert re.search(r"\$\{(POSTGRES_PASSWORD|AIRFLOW_DB_PASSWORD|AIRFLOW_JWT_SECRET|AIRFLOW_FERNET_KEY|S3_SECRET_KEY):\?", line), (
                 f"literal secret? {line.strip()}"
             )
 
@@ -105,7 +105,7 @@ def test_compose_file_is_valid_and_refuses_to_start_without_secrets(project, tmp
 
 def test_every_variable_the_file_reads_is_in_env_example():
     text = (ROOT / "docker-compose.yml").read_text()
-    read = set(re.findall(r"\$\{([A-Z_]+)", text))
+    read = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
     declared = {line.split("=", 1)[0] for line in ENV_EXAMPLE.read_text().splitlines() if "=" in line and not line.startswith("#")}
     assert read <= declared, f"not in .env.example: {sorted(read - declared)}"
     assert ".env" in (ROOT / ".gitignore").read_text().split()
