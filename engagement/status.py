@@ -94,7 +94,7 @@ def pipeline_status(settings: Settings) -> dict[str, Any]:
     status["published"] = [d.isoformat() for d in dates]
     if dates:
         record = publication(store, dates[-1])
-        status["last_publication"] = record
+        status["last_publication"] = {k: v for k, v in record.items() if k != "tables"}  # not every file name
     status["runs"] = _runs(settings)
     status["freshness"] = _freshness(settings, dates)
     status["problems"] = problems(settings, status)
