@@ -212,7 +212,10 @@ def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
 
     keep = settings.snapshot_retention_days if args.keep_days is None else args.keep_days
     removed = prune(warehouse_store(settings), keep_days=keep)
-    _say(f"removed {removed['publications']} publication(s) older than {keep} days and {removed['builds']} unused gold build(s)")
+    _say(
+        f"removed {removed['publications']} publication(s) older than {keep} days, {removed['builds']} unused gold "
+        f"build(s) and the silver of {removed['silver']} published date(s)"
+    )
     return 0
 
 
@@ -323,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove publications older than the retention (the newest stays) and gold files nothing names",
         description="Publications of dates more than --keep-days old stop being queryable with --as-of; the "
         "newest publication always stays. Gold builds that no kept publication names (superseded re-runs, "
-        "failed runs) are removed once a day old.",
+        "failed runs) are removed once a day old, and the silver of every published date but the newest.",
     )
     p.add_argument("--keep-days", type=int, default=None, help="default: ENGAGEMENT_SNAPSHOT_RETENTION_DAYS")
     p.set_defaults(func=cmd_prune)

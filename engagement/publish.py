@@ -82,7 +82,12 @@ def published_files(warehouse: Path | Store, table: str, as_of_date: date) -> li
     record = publication(warehouse, as_of_date)
     if record is None:
         raise PublishError(f"gold for {as_of_date} is not published: run `engagement run --as-of {as_of_date}` first")
-    return record["tables"][table]
+    files = record["tables"][table]
+    if isinstance(files, str):  # a folder: written before publication by manifest
+        raise PublishError(
+            f"{as_of_date} was published by an older version of the pipeline: run `engagement run --as-of {as_of_date}` again"
+        )
+    return files
 
 
 def read_published(warehouse: Path | Store, table: str, as_of_date: date):
@@ -115,8 +120,8 @@ def publish(settings: Settings, as_of_date: date) -> dict[str, Any]:
 
 def prune(store: Store, *, keep_days: int, now: datetime | None = None) -> dict[str, int]:
     """Remove publications (and staged builds) of dates more than ``keep_days`` old, the newest
-    publication excepted, and the gold builds that nothing kept names any more. Returns how
-    many publications and builds went.
+    publication excepted, the gold builds that nothing kept names any more, and the silver of
+    published dates but the newest. Returns how many publications, builds and silver dates went.
 
     A build younger than a day is never removed: it may belong to a run still writing it.
     """
@@ -140,7 +145,24 @@ def prune(store: Store, *, keep_days: int, now: datetime | None = None) -> dict[
         if build not in named and now - _built_at(build) > timedelta(days=1):
             store.delete(key)
             removed.add(build)
-    return {"publications": len(dropped), "builds": len(removed)}
+    # A run's silver is input to that run's gold only: once the date is published (and a newer
+    # one too), nothing reads it again. Silver of unpublished dates stays for the operator.
+    published = set(dates)
+    silver_dates = set()
+    for key in store.list("silver"):
+        day = _as_of_of(key)
+        if day is not None and day in published and day != dates[-1]:
+            store.delete(key)
+            silver_dates.add(day)
+    return {"publications": len(dropped), "builds": len(removed), "silver": len(silver_dates)}
+
+
+def _as_of_of(key: str) -> date | None:
+    """The date of a ``…/as_of_date=D/…`` key."""
+    for part in key.split("/"):
+        if part.startswith("as_of_date="):
+            return date.fromisoformat(part.removeprefix("as_of_date="))
+    return None
 
 
 def _build_of(key: str) -> str:

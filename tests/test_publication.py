@@ -8,6 +8,7 @@ manifest names.
 from __future__ import annotations
 
 import io
+import json
 import uuid
 from datetime import date, datetime, timedelta, timezone
 
@@ -22,7 +23,7 @@ from core.tables import GOLD_TABLES
 from engagement.publish import PublishError, new_build, prune, publish, stage
 from engagement.query import QueryError, run_query
 
-D1, D2, D3 = date(2026, 3, 10), date(2026, 3, 11), date(2026, 3, 12)
+D1, D2, D3, D4 = date(2026, 3, 10), date(2026, 3, 11), date(2026, 3, 12), date(2026, 3, 13)
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -99,22 +100,37 @@ def test_a_rerun_replaces_the_whole_date_and_older_dates_stay_queryable(settings
 def test_prune_keeps_recent_publications_and_every_file_they_name(settings):
     store = _store(settings)
     builds = {}
-    for marker, day in enumerate((D1, D2, D3), 1):
+    for marker, day in enumerate((D1, D2, D3, D4), 1):
+        store.put(f"silver/events/as_of_date={day}/part-00000.parquet", b"a run's silver")
+        if day == D4:
+            continue  # a run that never published: its silver stays for the operator
         builds[day] = _build(settings, day, marker)
         stage(store, day, builds[day])
         publish(settings, day)
     superseded = _build(settings, D3, 9)  # built, never staged: a failed run's leftovers
-    # Builds younger than a day are never removed (a run may be writing them).
-    assert prune(store, keep_days=10_000, now=datetime.now(timezone.utc)) == {"publications": 0, "builds": 0}
+    # Builds younger than a day are never removed (a run may be writing them); the silver of
+    # published dates but the newest goes at once.
+    assert prune(store, keep_days=10_000, now=datetime.now(timezone.utc)) == {"publications": 0, "builds": 0, "silver": 2}
+    assert store.list("silver") == [f"silver/events/as_of_date={d}/part-00000.parquet" for d in (D3, D4)]
     now = datetime.now(timezone.utc) + timedelta(days=2)
     keep = (now.date() - D2).days  # D2 is just inside, D1 just outside
-    assert prune(store, keep_days=keep, now=now) == {"publications": 1, "builds": 16}  # D1's and the unstaged build
+    assert prune(store, keep_days=keep, now=now) == {"publications": 1, "builds": 16, "silver": 0}  # D1's and the unstaged build
     assert published_dates(store) == [D2, D3]
     assert not [k for k in store.list("gold") if superseded in k or builds[D1] in k]
     assert _markers(settings) == [3]
     assert _markers(settings, "group_health") == [2, 3]
-    assert prune(store, keep_days=0, now=now) == {"publications": 1, "builds": 8}
+    assert prune(store, keep_days=0, now=now) == {"publications": 1, "builds": 8, "silver": 0}
     assert published_dates(store) == [D3]  # the newest always stays
     assert _markers(settings) == [3]
     if isinstance(store, LocalStore):
         assert sorted(p.name for p in (store.root / "gold" / "join_conversion").iterdir()) == [f"as_of_date={D3}"]
+
+
+def test_a_date_published_by_an_older_version_asks_for_a_rerun(settings):
+    store = _store(settings)
+    stage(store, D1, _build(settings, D1, 1))
+    publish(settings, D1)
+    # Before manifests, a publication named one folder per table.
+    store.put(f"published/{D2}.json", json.dumps({"as_of_date": str(D2), "tables": {t: f"/old/gold/{t}" for t in GOLD_TABLES}}).encode())
+    with pytest.raises(PublishError, match=f"older version.*engagement run --as-of {D2}"):
+        run_query(store, "SELECT * FROM join_conversion")
