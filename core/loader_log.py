@@ -18,7 +18,8 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY, QUARANTINE, OffsetRange, partition_key
+from core.contract import IDENTITY_TOPIC
+from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY, QUARANTINE, OffsetRange, bronze_table_for, partition_key
 from core.storage import Store
 
 COMMITS = "_commits"
@@ -95,14 +96,9 @@ def committed_files(store: Store, table: str) -> list[str]:
     A range with no rows for a table has no file in it; quarantine files are committed by their
     topic's bronze log.
     """
-    bronze = {t: set(partitions(store, t)) for t in (BRONZE_EVENTS, BRONZE_IDENTITY)}
     out = []
     for topic, partition in partitions(store, table):
-        log_table = table
-        if table == QUARANTINE:
-            log_table = next((t for t, found in bronze.items() if (topic, partition) in found), None)
-            if log_table is None:
-                continue
+        log_table = bronze_table_for(topic, IDENTITY_TOPIC) if table == QUARANTINE else table
         for commit in commits(store, log_table, topic, partition):
             if commit.quarantined if table == QUARANTINE else commit.bronze_rows:
                 out.append(f"{partition_key(table, topic, partition)}/{commit.offsets.file_name}")
