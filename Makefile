@@ -44,8 +44,10 @@ postgres-server:
 	    echo "error: the tests need a PostgreSQL server (initdb); install it, e.g. sudo apt-get install postgresql" >&2; exit 1; \
 	  fi; }
 
-bench: env
-	$(BIN)/python bench/loader_bench.py
+# BENCH_SIZES=200000 make bench for a quick run; the default measures 1M and 10M events.
+BENCH_SIZES ?= 1000000,10000000
+bench: env kafka-jars
+	$(BIN)/python bench/pipeline_bench.py --sizes $(BENCH_SIZES)
 
 clean:
 	-$(BIN)/engagement kafka stop

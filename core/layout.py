@@ -4,7 +4,11 @@
     bronze/identity/topic=T/partition=P/<first>-<last>.parquet   records of offsets first..last
     quarantine/topic=T/partition=P/<first>-<last>.parquet        of partition P that belong there
     bronze/*/topic=T/partition=P/_commits/<first>.json           the range's commit (core.loader_log)
-    silver/<table>/as_of_date=D                      a run's silver
+    silver/events/<build>/_date=D/*.parquet          silver events of date D, as one run wrote them
+    silver/identity_map/<build>/*.parquet            the identity map, as one run wrote it
+    silver/_versions/<n>.json                        silver version n: the files of every date, and
+                                                     how far into bronze it reads (core.silver_log)
+    staging/silver/D.json                            the bronze and silver version of the run of D
     gold/<table>/as_of_date=D/build=B/*.parquet      one build of a gold table (written once)
     staging/gold/D.json                              the build of D waiting for its gate
     published/D.json                                 the publication manifest: the files of
@@ -65,11 +69,6 @@ def partition_key(table: str, topic: str, partition: int) -> str:
 def partition_dir(warehouse: Path, table: str, topic: str, partition: int) -> Path:
     """:func:`partition_key` in a local warehouse."""
     return warehouse / partition_key(table, topic, partition)
-
-
-def silver_key(table: str, as_of_date: date) -> str:
-    """A run's silver table (replaced by a re-run of the same date)."""
-    return f"silver/{table}/as_of_date={as_of_date.isoformat()}"
 
 
 def gold_build_key(table: str, as_of_date: date, build: str) -> str:

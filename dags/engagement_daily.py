@@ -3,14 +3,16 @@
 
 One run per day `D` (a calendar day in the reporting time zone, `ENGAGEMENT_TIMEZONE`). The
 scheduled run for `D` starts once `D` has ended there plus `ENGAGEMENT_LATE_ALLOWANCE_MINUTES`,
-and computes silver and all eight gold tables **as of D** from the whole of bronze, so late
-events for earlier days are folded in. It publishes only if every quality gate passes:
+and computes all eight gold tables **as of D**, incrementally: the bronze that arrived since the
+last run is added to silver, and the gold rows it can reach (late events for earlier days
+included) are recomputed. It publishes only if every quality gate passes:
 
 `validate_bronze` → `build_silver` → `validate_silver` → `build_gold` → `validate_gold` → `publish`
 
 * Manual runs and backfills name their day: trigger with `{"as_of_date": "YYYY-MM-DD"}` or a
   logical date on that day; a manual run with neither computes the last complete day.
-* Idempotent: every task reads and writes the folders of its own date only.
+* Idempotent: a re-run of D over the same input gives the same rows. Trigger with
+  `{"full_refresh": true}` to rebuild silver from all of bronze (repairs).
 * A failed critical expectation fails its task; nothing of that date is published and the
   previously published tables stay visible to analysts. The failure is logged with its date,
   step and expectations, and recorded in `pipeline_runs`.
@@ -49,11 +51,12 @@ def run_step(step: str) -> dict:
     context = get_current_context()
     as_of = run_as_of(context, timezone=settings.timezone, allowance_minutes=settings.late_allowance_minutes)
     run_id, trigger = context["dag_run"].run_id, triggered_by(context)
-    print(f"engagement_daily: {step} as of {as_of}")
+    full_refresh = bool(context["params"].get("full_refresh"))
+    print(f"engagement_daily: {step} as of {as_of}" + (" (full refresh)" if full_refresh else ""))
     if step_named(step).needs_spark and is_cluster(settings.spark_master):
-        submit_step(settings, step, as_of, run_id=run_id, triggered_by=trigger)
+        submit_step(settings, step, as_of, run_id=run_id, triggered_by=trigger, full_refresh=full_refresh)
         return {"submitted_to": settings.spark_master, "step": step, "as_of_date": as_of.isoformat()}
-    result = run(step, settings, as_of, run_id=run_id, triggered_by=trigger)
+    result = run(step, settings, as_of, run_id=run_id, triggered_by=trigger, full_refresh=full_refresh)
     if hasattr(result, "summary"):
         print(result.summary())
         return result.to_dict()
@@ -70,7 +73,12 @@ def run_step(step: str) -> dict:
     params={
         "as_of_date": Param(
             None, type=["null", "string"], format="date", description="the day to compute (manual runs and backfills)"
-        )
+        ),
+        "full_refresh": Param(
+            False,
+            type="boolean",
+            description="rebuild silver from all of bronze and gold whole (repairs; daily runs are incremental)",
+        ),
     },
     default_args={
         "owner": "data-platform",

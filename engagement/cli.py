@@ -160,7 +160,11 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     for i, as_of in enumerate(dates, 1):
         started = time.monotonic()
         result = run_daily(
-            spark, settings, as_of, on_step=lambda step: print(f"[{i}/{len(dates)}] {as_of} {step}", file=sys.stderr, flush=True)
+            spark,
+            settings,
+            as_of,
+            on_step=lambda step: print(f"[{i}/{len(dates)}] {as_of} {step}", file=sys.stderr, flush=True),
+            full_refresh=args.full_refresh and i == 1,
         )
         counts = ", ".join(f"{k}={v:,}" for k, v in result.gold_counts.items())
         _say(f"{as_of}: published in {time.monotonic() - started:.0f} s ({counts})")
@@ -297,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--as-of", type=_date)
             p.add_argument("--from", dest="start", type=_date)
             p.add_argument("--to", dest="end", type=_date)
+            p.add_argument(
+                "--full-refresh",
+                action="store_true",
+                help="rebuild silver from all of bronze and every gold table whole (repairs; the daily "
+                "run is incremental and gives the same rows); with a range, the first date only",
+            )
         p.set_defaults(func=func)
 
     p = sub.add_parser("query", help="SQL over the gold tables (- reads it from stdin)")

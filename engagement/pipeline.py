@@ -11,9 +11,11 @@ This module combines the parts: Spark jobs (``jobs``), quality gates (``expectat
 publication (``engagement.publish``). Storage layout: ``core.layout``; a run only ever replaces
 its own date, so re-runs are idempotent.
 
-Every run recomputes its date from the whole of bronze (see README, "Late data"): gold rows
-depend on first joins and lifetimes that reach back to the first event, so nothing shorter
-than the full history is enough.
+A run is incremental (``engagement.incremental``, DESIGN section 7): it validates and adds to
+silver only the bronze committed since the last run, rewrites only the ``event_date`` folders
+that bronze touches, and recomputes only the gold rows those changes can reach, carrying the
+rest forward from the newest earlier publication. ``full_refresh`` rebuilds silver from all of
+bronze and gold whole, and gives the same rows.
 
 On a cluster: ``spark-submit engagement/pipeline.py --as-of YYYY-MM-DD`` runs every step, and
 ``--step NAME`` one of them (what the DAG submits when a cluster is configured).
@@ -22,15 +24,17 @@ On a cluster: ``spark-submit engagement/pipeline.py --as-of YYYY-MM-DD`` runs ev
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
 
-from core.layout import gold_build_key, silver_key
+from core import silver_log
+from core.layout import gold_build_key
 from core.settings import Settings
 from core.storage import warehouse_store
-from core.tables import GOLD_TABLES, SILVER_TABLES
+from core.tables import GOLD_TABLES
 
 log = logging.getLogger("engagement.pipeline")
 
@@ -38,63 +42,72 @@ log = logging.getLogger("engagement.pipeline")
 # --------------------------------------------------------------------------------------------
 # Steps: each takes (spark, settings, as_of_date) and returns what it produced
 # --------------------------------------------------------------------------------------------
-def validate_bronze(spark, settings: Settings, as_of_date: date):
-    """The bronze gate: every valid message the loader kept, events and identity links."""
+def validate_bronze(spark, settings: Settings, as_of_date: date, *, full_refresh: bool = False):
+    """The bronze gate, on what this run adds to silver: the ranges committed since the last
+    run (all of bronze with ``full_refresh``). Fixes those ranges for build_silver."""
     from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY
+    from engagement.incremental import new_bronze, plan_bronze
     from expectations.runner import validate_layer
-    from jobs.storage import read_bronze
+    from jobs.storage import read_bronze_files
 
     store = warehouse_store(settings)
-    tables = {"events": read_bronze(spark, store, BRONZE_EVENTS), "identity": read_bronze(spark, store, BRONZE_IDENTITY)}
+    plan = plan_bronze(store, as_of_date, full_refresh=full_refresh)
+    files = new_bronze(store, plan, None if plan["full_refresh"] else silver_log.head(store))
+    tables = {
+        "events": read_bronze_files(spark, store, BRONZE_EVENTS, files[BRONZE_EVENTS]),
+        "identity": read_bronze_files(spark, store, BRONZE_IDENTITY, files[BRONZE_IDENTITY]),
+    }
     return validate_layer("bronze", tables)
 
 
 def build_silver(spark, settings: Settings, as_of_date: date) -> dict[str, int]:
-    """Silver ``events`` and ``identity_map`` as of ``as_of_date``; returns rows per table."""
-    from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY
-    from engagement.publish import data_files
-    from jobs.silver import build_silver as build
-    from jobs.storage import parquet_rows, read_bronze, write_table
+    """Silver's next version: the validated new bronze added; returns rows per table."""
+    from engagement.incremental import update_silver
+    from jobs.storage import parquet_rows
 
     store = warehouse_store(settings)
-    events, identity_map = build(
-        read_bronze(spark, store, BRONZE_EVENTS),
-        read_bronze(spark, store, BRONZE_IDENTITY),
-        timezone=settings.timezone,
-        as_of_date=as_of_date,
-    )
-    counts = {}
-    for name, df in (("identity_map", identity_map), ("events", events)):
-        key = silver_key(name, as_of_date)
-        write_table(df, store, key)
-        counts[name] = parquet_rows(store, data_files(store, key))
-    return counts
+    version = update_silver(spark, store, settings, as_of_date)
+    return {"events": version.rows(), "identity_map": parquet_rows(store, version.identity_map)}
 
 
 def validate_silver(spark, settings: Settings, as_of_date: date):
-    """The silver gate."""
+    """The silver gate, on the dates this run rewrote (the newest date when it rewrote none)
+    and the whole identity map."""
+    from engagement.incremental import silver_version_of_run
     from expectations.runner import validate_layer
-    from jobs.storage import read_table
+    from jobs.schemas import IDENTITY_MAP
+    from jobs.silver import STORED_SCHEMA, with_person
+    from jobs.storage import read_with_schema
 
     store = warehouse_store(settings)
-    tables = {name: read_table(spark, store, silver_key(name, as_of_date)) for name in SILVER_TABLES}
-    return validate_layer("silver", tables)
+    version = silver_version_of_run(store, as_of_date)
+    dates = sorted(version.changes.dates) or version.event_dates[-1:]
+    identity_map = read_with_schema(spark, store, version.identity_map, IDENTITY_MAP)
+    events = with_person(read_with_schema(spark, store, version.event_files(dates), STORED_SCHEMA), identity_map)
+    return validate_layer("silver", {"events": events, "identity_map": identity_map})
 
 
 def build_gold(spark, settings: Settings, as_of_date: date) -> dict[str, int]:
-    """All eight gold tables, as a new build staged for the gold gate; returns rows per table."""
+    """All eight gold tables, as a new build staged for the gold gate; returns rows per table.
+
+    Incremental from the newest earlier publication when there is one (``engagement.incremental``).
+    """
+    from engagement.incremental import build_gold_tables, silver_version_of_run
     from engagement.publish import new_build, stage
-    from jobs.gold import build_gold_tables
-    from jobs.storage import read_table, write_table
+    from jobs.storage import write_table
 
     store = warehouse_store(settings)
-    events = read_table(spark, store, silver_key("events", as_of_date)).cache()
-    identity_map = read_table(spark, store, silver_key("identity_map", as_of_date))
+    version = silver_version_of_run(store, as_of_date)
+    tables, how = build_gold_tables(spark, store, version, as_of_date)
     build = new_build()
-    for name, df in build_gold_tables(events, identity_map, as_of_date=as_of_date).items():
+    seconds = {}
+    for name, df in tables.items():
+        started = time.monotonic()
         write_table(df.coalesce(1), store, gold_build_key(name, as_of_date, build))
-    events.unpersist()
-    return stage(store, as_of_date, build)["row_counts"]
+        seconds[name] = round(time.monotonic() - started, 3)
+    spark.catalog.clearCache()
+    log.info("%s: gold built (%s)", as_of_date, how)
+    return stage(store, as_of_date, build, timezone=version.timezone, table_seconds=seconds, **how)["row_counts"]
 
 
 def validate_gold(spark, settings: Settings, as_of_date: date):
@@ -122,11 +135,13 @@ class Step:
     run: Callable[..., Any]
     # publish moves files and writes records only: no Spark session needed.
     needs_spark: bool = True
+    # The first step decides between an incremental run and a full refresh; the others follow it.
+    takes_full_refresh: bool = False
 
 
 # The order of the daily run, written once: run_daily, the DAG and the CLI read it.
 STEPS: tuple[Step, ...] = (
-    Step("validate_bronze", validate_bronze),
+    Step("validate_bronze", validate_bronze, takes_full_refresh=True),
     Step("build_silver", build_silver),
     Step("validate_silver", validate_silver),
     Step("build_gold", build_gold),
@@ -152,21 +167,26 @@ def run_step(
     run_id: str,
     triggered_by: str,
     spark=None,
+    full_refresh: bool = False,
 ) -> Any:
     """Run one step for ``as_of_date`` and record it in ``pipeline_runs`` under ``run_id``;
-    Spark is started only if the step needs it."""
+    Spark is started only if the step needs it. ``full_refresh`` is for the first step."""
     from engagement import runs
 
     step = step_named(name)
     runs.start_step(warehouse_store(settings), run_id, as_of_date, triggered_by)
+    started = time.monotonic()
     try:
         if step.needs_spark and spark is None:
             spark = spark_for(settings, app_name=f"engagement_daily.{name}")
-        output = step.run(spark, settings, as_of_date)
+        options = {"full_refresh": full_refresh} if step.takes_full_refresh else {}
+        output = step.run(spark, settings, as_of_date, **options)
     except Exception as exc:
         runs.fail_run(warehouse_store(settings), run_id, name, exc)
         raise
-    runs.finish_step(warehouse_store(settings), run_id, name, output, last=name == STEP_NAMES[-1])
+    runs.finish_step(
+        warehouse_store(settings), run_id, name, output, last=name == STEP_NAMES[-1], seconds=time.monotonic() - started
+    )
     return output
 
 
@@ -192,6 +212,7 @@ def run_daily(
     on_step: Callable[[str], None] | None = None,
     run_id: str | None = None,
     triggered_by: str = "cli",
+    full_refresh: bool = False,
 ) -> RunResult:
     """Run every step for one logical date, in order; a failed gate raises before publish.
 
@@ -204,7 +225,8 @@ def run_daily(
         if on_step:
             on_step(step.name)
         result.outputs[step.name] = run_step(
-            step.name, settings, as_of_date, run_id=run_id, triggered_by=triggered_by, spark=spark
+            step.name, settings, as_of_date, run_id=run_id, triggered_by=triggered_by, spark=spark,
+            full_refresh=full_refresh,
         )
     return result
 
@@ -233,14 +255,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", choices=STEP_NAMES, help="only this step (default: all, in order)")
     parser.add_argument("--run-id", help="the pipeline_runs record to write (default: a new one)")
     parser.add_argument("--triggered-by", default="spark-submit")
+    parser.add_argument("--full-refresh", action="store_true", help="rebuild silver from all of bronze and gold whole")
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     spark = spark_for(settings) if not args.step or step_named(args.step).needs_spark else None
     if args.step:
         run_id = args.run_id or f"{args.triggered_by}__{args.as_of.isoformat()}"
-        run_step(args.step, settings, args.as_of, run_id=run_id, triggered_by=args.triggered_by, spark=spark)
+        run_step(
+            args.step, settings, args.as_of, run_id=run_id, triggered_by=args.triggered_by, spark=spark,
+            full_refresh=args.full_refresh,
+        )
     else:
-        run_daily(spark, settings, args.as_of, run_id=args.run_id, triggered_by=args.triggered_by)
+        run_daily(
+            spark, settings, args.as_of, run_id=args.run_id, triggered_by=args.triggered_by, full_refresh=args.full_refresh
+        )
     return 0
 
 

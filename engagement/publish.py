@@ -41,8 +41,9 @@ def data_files(store: Store, prefix: str) -> list[str]:
     return [k for k in store.list(prefix) if k.endswith(".parquet") and not k.rsplit("/", 1)[1].startswith(("_", "."))]
 
 
-def stage(store: Store, as_of_date: date, build: str) -> dict[str, Any]:
-    """Record build ``build`` of every gold table of ``as_of_date`` as the one to validate and publish."""
+def stage(store: Store, as_of_date: date, build: str, **about: Any) -> dict[str, Any]:
+    """Record build ``build`` of every gold table of ``as_of_date`` as the one to validate and
+    publish; ``about`` (how it was built: silver version, time zone, mode) goes into the record."""
     from jobs.storage import parquet_rows
 
     files = {name: data_files(store, gold_build_key(name, as_of_date, build)) for name in GOLD_TABLES}
@@ -54,6 +55,7 @@ def stage(store: Store, as_of_date: date, build: str) -> dict[str, Any]:
         "build": build,
         "tables": files,
         "row_counts": {name: parquet_rows(store, keys) for name, keys in files.items()},
+        **about,
     }
     store.put(staging_key(as_of_date), json.dumps(record, indent=2).encode())
     return record
@@ -120,8 +122,9 @@ def publish(settings: Settings, as_of_date: date) -> dict[str, Any]:
 
 def prune(store: Store, *, keep_days: int, now: datetime | None = None) -> dict[str, int]:
     """Remove publications (and staged builds) of dates more than ``keep_days`` old, the newest
-    publication excepted, the gold builds that nothing kept names any more, and the silver of
-    published dates but the newest. Returns how many publications, builds and silver dates went.
+    publication excepted, the gold builds that nothing kept names any more, and the silver files
+    the newest silver version does not name. Returns how many publications, gold builds and
+    silver builds went.
 
     A build younger than a day is never removed: it may belong to a run still writing it.
     """
@@ -145,24 +148,19 @@ def prune(store: Store, *, keep_days: int, now: datetime | None = None) -> dict[
         if build not in named and now - _built_at(build) > timedelta(days=1):
             store.delete(key)
             removed.add(build)
-    # A run's silver is input to that run's gold only: once the date is published (and a newer
-    # one too), nothing reads it again. Silver of unpublished dates stays for the operator.
-    published = set(dates)
-    silver_dates = set()
-    for key in store.list("silver"):
-        day = _as_of_of(key)
-        if day is not None and day in published and day != dates[-1]:
+    # Silver files that the newest silver version does not name were replaced by a later run
+    # (a rewritten date); a day's grace for a run that is writing its version right now.
+    from core import silver_log
+
+    head = silver_log.head(store)
+    live = set(head.event_files(unparsed=True) + head.identity_map) if head else set()
+    silver_builds = set()
+    for key in store.list("silver/events") + store.list("silver/identity_map"):
+        build = key.split("/")[2] if key.count("/") >= 3 else ""
+        if key not in live and now - _built_at(f"x/build={build}") > timedelta(days=1):
             store.delete(key)
-            silver_dates.add(day)
-    return {"publications": len(dropped), "builds": len(removed), "silver": len(silver_dates)}
-
-
-def _as_of_of(key: str) -> date | None:
-    """The date of a ``…/as_of_date=D/…`` key."""
-    for part in key.split("/"):
-        if part.startswith("as_of_date="):
-            return date.fromisoformat(part.removeprefix("as_of_date="))
-    return None
+            silver_builds.add(build)
+    return {"publications": len(dropped), "builds": len(removed), "silver": len(silver_builds)}
 
 
 def _build_of(key: str) -> str:

@@ -49,11 +49,16 @@ def start_step(warehouse: Path | Store, run_id: str, as_of_date: date, triggered
     return record
 
 
-def finish_step(warehouse: Path | Store, run_id: str, step: str, output: Any, *, last: bool) -> dict[str, Any]:
-    """Fold one step's output into the record; the last step closes it as a success."""
+def finish_step(
+    warehouse: Path | Store, run_id: str, step: str, output: Any, *, last: bool, seconds: float | None = None
+) -> dict[str, Any]:
+    """Fold one step's output (and how long it took) into the record; the last step closes it
+    as a success."""
     record = read_run(warehouse, run_id)
     if record is None:
         raise RuntimeError(f"no pipeline_runs record for {run_id}: start_step was not called")
+    if seconds is not None:
+        record.setdefault("step_seconds", {})[step] = round(seconds, 3)
     if hasattr(output, "layer") and hasattr(output, "results"):  # a quality gate's report
         record["gate_results"][output.layer] = {
             "passed": output.passed,

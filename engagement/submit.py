@@ -45,7 +45,9 @@ def spark_submit_executable() -> str:
     return str(Path(pyspark.__file__).parent / "bin" / "spark-submit")
 
 
-def submit_command(settings: Settings, step: str, as_of_date: date, *, run_id: str, triggered_by: str) -> list[str]:
+def submit_command(
+    settings: Settings, step: str, as_of_date: date, *, run_id: str, triggered_by: str, full_refresh: bool = False
+) -> list[str]:
     """The spark-submit command line of one step (settings are the deployment's defaults;
     ``--conf`` values set on the cluster itself still apply where these do not)."""
     storage = []
@@ -66,12 +68,15 @@ def submit_command(settings: Settings, step: str, as_of_date: date, *, run_id: s
         "--step", step,
         "--run-id", run_id,
         "--triggered-by", triggered_by,
+        *(["--full-refresh"] if full_refresh else []),
     ]  # fmt: skip
 
 
-def submit_step(settings: Settings, step: str, as_of_date: date, *, run_id: str, triggered_by: str) -> int:
+def submit_step(
+    settings: Settings, step: str, as_of_date: date, *, run_id: str, triggered_by: str, full_refresh: bool = False
+) -> int:
     """Submit one step and wait; its output goes to this process's stdout (the task log)."""
-    command = submit_command(settings, step, as_of_date, run_id=run_id, triggered_by=triggered_by)
+    command = submit_command(settings, step, as_of_date, run_id=run_id, triggered_by=triggered_by, full_refresh=full_refresh)
     # The driver runs here (client mode): same interpreter, same project; executors need no
     # Python code, since the jobs use no Python UDFs.
     env = {**os.environ, "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),

@@ -3,24 +3,44 @@
 * ``event_time`` (RFC 3339, either offset style) becomes a UTC instant; ``event_date`` is its
   calendar date in the reporting time zone.
 * A repeated ``event_id`` is a redelivery and counts once: the copy with the smallest
-  (topic, partition, offset) is kept, so the choice does not depend on arrival order of runs.
-* Only events with ``event_date <= as_of_date`` are used, so re-running a date over the same
-  input gives the same rows even after later events have arrived.
+  (topic, partition, offset) is kept, so the choice does not depend on the order in which copies
+  arrive or on how they were split between runs. Silver keeps the kept copy's coordinates so a
+  later run can tell whether a copy it reads is earlier than the one silver holds.
+* Silver holds every date bronze has; gold bounds what it uses by ``as_of_date``.
 * Every identity link is used, whatever its ``linked_at``: DESIGN bounds events by
   ``as_of_date``, not links, and a person is the same person on every date. A link that arrives
   late therefore corrects earlier rows the way a late event does.
+* Events are stored without ``person_id``: a late link changes the person of every event of the
+  accounts it joins, on every date, and rewriting those dates would cost as much as a full
+  refresh. :func:`with_person` joins it on from ``identity_map`` when silver is read.
+
+Incremental update (:func:`first_copies` + :func:`earlier_copies`): the first copies of the new
+bronze that silver holds no earlier copy of are added; the copy silver held, if any, goes.
 """
 
 from __future__ import annotations
 
-from datetime import date
-
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import IntegerType, LongType, StringType, StructField, StructType
 
 from core import tables
 from jobs.identity import build_identity_map
-from jobs.schemas import conform
+from jobs.schemas import SILVER_EVENTS, conform
+
+COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
+# The columns of silver's event files: the silver.events definition without person_id, plus
+# the Kafka coordinates of the copy kept.
+# All nullable: the event_date of an unparsed copy is NULL, and Parquet reads as nullable anyway.
+STORED_SCHEMA = StructType(
+    [StructField(f.name, f.dataType, True) for f in SILVER_EVENTS.fields if f.name != "person_id"]
+    + [
+        StructField("kafka_topic", StringType(), True),
+        StructField("kafka_partition", IntegerType(), True),
+        StructField("kafka_offset", LongType(), True),
+    ]
+)
+STORED_COLUMNS = tuple(STORED_SCHEMA.fieldNames())
 
 
 def local_date(timestamp_col: str, timezone: str):
@@ -28,41 +48,64 @@ def local_date(timestamp_col: str, timezone: str):
     return F.to_date(F.from_utc_timestamp(F.col(timestamp_col), timezone))
 
 
-def typed_events(bronze_events: DataFrame, *, timezone: str, as_of_date: date) -> DataFrame:
-    """Bronze events typed and deduplicated by ``event_id``, up to ``as_of_date``."""
-    first_copy = Window.partitionBy("event_id").orderBy("kafka_topic", "kafka_partition", "kafka_offset")
+def _coordinates() -> F.Column:
+    return F.struct(*COORDINATES)
+
+
+def first_copies(bronze_events: DataFrame, *, timezone: str) -> DataFrame:
+    """One row per ``event_id`` of ``bronze_events``, its first copy, typed (STORED_COLUMNS).
+
+    ``event_date`` is NULL when Spark cannot read ``event_time``: such an event is in no date,
+    but silver remembers it so that a later copy of the same id is not taken in its place.
+    """
+    first_copy = Window.partitionBy("event_id").orderBy(*COORDINATES)
     return (
         bronze_events.withColumn("_copy", F.row_number().over(first_copy))
         .filter(F.col("_copy") == 1)
         # RFC 3339 allows "t" and "z"; Spark's cast only reads upper case (and under ANSI mode
         # fails the whole job otherwise). Upper-casing touches nothing else in the string.
-        .withColumn("event_time", F.upper("event_time").cast("timestamp"))
-        .filter(F.col("event_time").isNotNull())
+        .withColumn("event_time", F.expr("try_cast(upper(event_time) AS timestamp)"))
         .withColumn("event_date", local_date("event_time", timezone))
-        .filter(F.col("event_date") <= F.lit(as_of_date))
-        .select(
-            "event_id",
-            "event_type",
-            "platform",
-            "user_id",
-            "event_time",
-            "event_date",
-            "content_id",
-            "group_id",
-            "channel",
-            "inviter_user_id",
-            "target_platform",
-        )
+        .select(*STORED_COLUMNS)
     )
 
 
-def build_silver(
-    bronze_events: DataFrame, bronze_identity: DataFrame, *, timezone: str, as_of_date: date
-) -> tuple[DataFrame, DataFrame]:
-    """Silver ``events`` and ``identity_map`` from bronze, as of ``as_of_date``."""
-    events = typed_events(bronze_events, timezone=timezone, as_of_date=as_of_date)
-    links = bronze_identity.select("link_id", "kuaishou_user_id", "wechat_openid", "wechat_unionid", "linked_at")
-    accounts = events.select("platform", "user_id").distinct()
-    identity_map = build_identity_map(accounts, links)
-    with_person = events.join(identity_map, on=["platform", "user_id"], how="left")
-    return conform(with_person, tables.SILVER_EVENTS), identity_map
+def earlier_copies(candidates: DataFrame, held: DataFrame) -> DataFrame:
+    """The ``candidates`` (first copies of new bronze) earlier than what silver holds.
+
+    ``held`` is silver's (``event_id``, coordinates, ``event_date``). A candidate stays when
+    silver has no copy of its id or a later one; ``replaced_date`` is then the date of the held
+    copy that goes (NULL when none goes; ``event_date`` of an unparsed copy is NULL too, so
+    ``replaces`` says whether one goes).
+    """
+    silver = held.select(
+        "event_id", _coordinates().alias("_held"), F.col("event_date").alias("replaced_date")
+    )
+    return (
+        candidates.join(silver, on="event_id", how="left")
+        .where(F.col("_held").isNull() | (_coordinates() < F.col("_held")))
+        .withColumn("replaces", F.col("_held").isNotNull())
+        .drop("_held")
+    )
+
+
+def with_person(events: DataFrame, identity_map: DataFrame) -> DataFrame:
+    """Stored silver events (dated ones) as ``silver.events``: with ``person_id``."""
+    persons = identity_map.select("platform", "user_id", "person_id")
+    return conform(events.join(persons, on=["platform", "user_id"], how="left"), tables.SILVER_EVENTS)
+
+
+def accounts(events: DataFrame) -> DataFrame:
+    """The (``platform``, ``user_id``) of dated events: the accounts identity resolution sees."""
+    return events.where(F.col("event_date").isNotNull()).select("platform", "user_id")
+
+
+def links(bronze_identity: DataFrame) -> DataFrame:
+    return bronze_identity.select("link_id", "kuaishou_user_id", "wechat_openid", "wechat_unionid", "linked_at")
+
+
+def build_silver(bronze_events: DataFrame, bronze_identity: DataFrame, *, timezone: str) -> tuple[DataFrame, DataFrame]:
+    """Silver ``events`` (with ``person_id``) and ``identity_map`` from the whole of bronze."""
+    events = first_copies(bronze_events, timezone=timezone).where(F.col("event_date").isNotNull())
+    identity_map = build_identity_map(accounts(events), links(bronze_identity))
+    return with_person(events, identity_map), identity_map

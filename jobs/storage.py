@@ -6,6 +6,7 @@ Only job entry points and the pipeline steps call these; the transforms never to
 from __future__ import annotations
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 from core import tables
 from core.errors import UserError
@@ -27,14 +28,22 @@ class MissingInput(UserError):
 
 def read_bronze(spark: SparkSession, store: Store, table: str) -> DataFrame:
     """A bronze table (or quarantine) as a DataFrame; empty with the right schema if absent."""
-    schema = spark_schema(_LOADER_TABLES[table])
     # Committed ranges only: a data file without its commit is a crash's or a stale loader's
-    # leftover. The folders (topic=, partition=) are storage layout, not columns: the rows carry
-    # kafka_topic and kafka_partition themselves.
-    files = committed_files(store, table)
-    if not files:
+    # leftover.
+    return read_bronze_files(spark, store, table, committed_files(store, table))
+
+
+def read_bronze_files(spark: SparkSession, store: Store, table: str, keys: list[str]) -> DataFrame:
+    """Some committed files of a bronze table (or quarantine); empty with the right schema if none."""
+    return read_with_schema(spark, store, keys, spark_schema(_LOADER_TABLES[table]))
+
+
+def read_with_schema(spark: SparkSession, store: Store, keys: list[str], schema: StructType) -> DataFrame:
+    """Parquet files read as ``schema``'s columns only (folder names such as ``topic=`` or
+    ``_date=`` are storage layout, not columns); an empty frame when there are none."""
+    if not keys:
         return spark.createDataFrame([], schema)
-    return spark.read.schema(schema).parquet(*(spark_url(store.url(key)) for key in files))
+    return spark.read.schema(schema).parquet(*(spark_url(store.url(k)) for k in keys)).select(*schema.fieldNames())
 
 
 def spark_url(url: str) -> str:
@@ -47,16 +56,13 @@ def read_files(spark: SparkSession, store: Store, keys: list[str]) -> DataFrame:
     return spark.read.parquet(*(spark_url(store.url(k)) for k in keys))
 
 
-def read_table(spark: SparkSession, store: Store, prefix: str) -> DataFrame:
-    """A table a pipeline step wrote under ``prefix`` (silver)."""
-    if not any(k.endswith(".parquet") for k in store.list(prefix)):
-        raise MissingInput(f"{store.url(prefix)} does not exist: run the step that writes it first")
-    return spark.read.parquet(spark_url(store.url(prefix)))
-
-
-def write_table(df: DataFrame, store: Store, prefix: str) -> None:
-    """Write ``df`` as Parquet under ``prefix``, replacing what was there."""
-    df.write.mode("overwrite").parquet(spark_url(store.url(prefix)))
+def write_table(df: DataFrame, store: Store, prefix: str, *, partition_by: str | None = None) -> None:
+    """Write ``df`` as Parquet under ``prefix``, replacing what was there (in folders
+    ``<partition_by>=<value>`` when given: one file per value)."""
+    if partition_by is None:
+        df.write.mode("overwrite").parquet(spark_url(store.url(prefix)))
+    else:
+        df.repartition(partition_by).write.mode("overwrite").partitionBy(partition_by).parquet(spark_url(store.url(prefix)))
 
 
 def parquet_rows(store: Store, keys: list[str]) -> int:

@@ -101,9 +101,10 @@ def test_airflow_run_succeeded_and_redeliveries_count_once(pipeline_run, spark):
     assert state == "success"
     valid_ids = {m.event_id for m in messages if m.valid and m.topic in (KUAISHOU_TOPIC, WECHAT_TOPIC)}
     assert sum(1 for m in messages if m.valid and m.topic != IDENTITY_TOPIC) > len(valid_ids), "the run had no redeliveries"
-    from core.layout import silver_key
+    from core.storage import LocalStore
+    from engagement.incremental import silver_events
 
-    silver = spark.read.parquet(str(settings.warehouse / silver_key("events", AS_OF)))
+    silver = silver_events(spark, LocalStore(settings.warehouse))
     assert silver.count() == len(valid_ids) == silver.select("event_id").distinct().count()
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core import silver_log
 from core.layout import gold_build_key, published_dates
 from core.settings import Settings
 from core.storage import LocalStore, Store
@@ -100,21 +101,26 @@ def test_a_rerun_replaces_the_whole_date_and_older_dates_stay_queryable(settings
 def test_prune_keeps_recent_publications_and_every_file_they_name(settings):
     store = _store(settings)
     builds = {}
-    for marker, day in enumerate((D1, D2, D3, D4), 1):
-        store.put(f"silver/events/as_of_date={day}/part-00000.parquet", b"a run's silver")
-        if day == D4:
-            continue  # a run that never published: its silver stays for the operator
+    # Silver: a date rewritten by a later run; only the newest version's files are live.
+    replaced, live = new_build(), new_build()
+    store.put(f"silver/events/{replaced}/_date={D1}/part-0.parquet", b"silver before a late event")
+    live_files = [f"silver/events/{live}/_date={D1}/part-0.parquet", f"silver/identity_map/{live}/part-0.parquet"]
+    for key in live_files:
+        store.put(key, b"silver now")
+    silver_log.commit(
+        store, silver_log.SilverVersion(1, "Asia/Shanghai", {}, {D1.isoformat(): {"files": live_files[:1], "rows": 1}}, live_files[1:])
+    )
+    for marker, day in enumerate((D1, D2, D3), 1):
         builds[day] = _build(settings, day, marker)
         stage(store, day, builds[day])
         publish(settings, day)
     superseded = _build(settings, D3, 9)  # built, never staged: a failed run's leftovers
-    # Builds younger than a day are never removed (a run may be writing them); the silver of
-    # published dates but the newest goes at once.
-    assert prune(store, keep_days=10_000, now=datetime.now(timezone.utc)) == {"publications": 0, "builds": 0, "silver": 2}
-    assert store.list("silver") == [f"silver/events/as_of_date={d}/part-00000.parquet" for d in (D3, D4)]
+    # Builds younger than a day are never removed (a run may be writing them), silver ones neither.
+    assert prune(store, keep_days=10_000, now=datetime.now(timezone.utc)) == {"publications": 0, "builds": 0, "silver": 0}
     now = datetime.now(timezone.utc) + timedelta(days=2)
     keep = (now.date() - D2).days  # D2 is just inside, D1 just outside
-    assert prune(store, keep_days=keep, now=now) == {"publications": 1, "builds": 16, "silver": 0}  # D1's and the unstaged build
+    assert prune(store, keep_days=keep, now=now) == {"publications": 1, "builds": 16, "silver": 1}  # D1's and the unstaged build
+    assert [k for k in store.list("silver") if "/_versions/" not in k] == sorted(live_files)
     assert published_dates(store) == [D2, D3]
     assert not [k for k in store.list("gold") if superseded in k or builds[D1] in k]
     assert _markers(settings) == [3]

@@ -10,12 +10,13 @@ from datetime import date, datetime, timezone
 import pyarrow as pa
 import pytest
 
-from core import layout
+from core import layout, silver_log
 from core.contract import KUAISHOU_TOPIC, WECHAT_TOPIC
-from core.layout import published_dates, silver_key
+from core.layout import published_dates
 from core.settings import Settings
 from core.storage import LocalStore
 from engagement import pipeline
+from engagement.incremental import silver_events
 from engagement.publish import staged
 from engagement.query import run_query
 from streaming import bronze
@@ -83,7 +84,7 @@ def test_daily_run_types_dedups_and_publishes(spark, loaded):
     result = pipeline.run_daily(spark, loaded, AS_OF)
     assert result.silver_counts["events"] == 5  # 6 arrived, one a redelivery
 
-    events = spark.read.parquet(str(loaded.warehouse / silver_key("events", AS_OF)))
+    events = silver_events(spark, LocalStore(loaded.warehouse))
     dates = {r["event_id"]: r["event_date"].isoformat() for r in events.collect()}
     assert dates == {"w-1": "2026-03-01", "w-2": "2026-03-02", "w-3": "2026-03-03", "w-4": "2026-03-03", "k-1": "2026-03-01"}
     assert published_dates(loaded.warehouse) == [AS_OF]
@@ -104,6 +105,7 @@ def test_daily_run_types_dedups_and_publishes(spark, loaded):
 def test_corrupt_gold_fails_the_gate_and_publishes_nothing(spark, loaded):
     from expectations.runner import QualityGateFailed
 
+    pipeline.validate_bronze(spark, loaded, AS_OF)
     pipeline.build_silver(spark, loaded, AS_OF)
     pipeline.build_gold(spark, loaded, AS_OF)
     # Corrupt the staged join_conversion: a rate above 1.
@@ -138,7 +140,7 @@ def test_null_in_required_bronze_column_fails_the_gate(spark, settings):
     with pytest.raises(QualityGateFailed, match="event_id"):
         pipeline.run_daily(spark, settings, AS_OF)
     assert published_dates(settings.warehouse) == []
-    assert not (settings.warehouse / silver_key("events", AS_OF)).exists()
+    assert silver_log.head(LocalStore(settings.warehouse)) is None  # nothing reached silver
 
 
 def test_rerun_of_the_same_date_gives_the_same_rows(spark, loaded):

@@ -65,7 +65,7 @@ def silver(spark):
         _bronze_event("e-3", "wechat", "o1", "2026-03-02t08:00:00.125z", offset=0),
         # A redelivery of e-3 at a later offset, carrying different content: the first copy wins.
         _bronze_event("e-3", "wechat", "o1", "2026-03-03T08:00:00Z", offset=7),
-        # After as_of_date (local 03-06): not in silver.
+        # Local 03-06: silver holds every date (gold bounds what it uses by as_of_date).
         _bronze_event("e-4", "wechat", "o2", "2026-03-06T00:10:00+08:00", offset=1),
         _bronze_event("e-5", "wechat", "o2", "2026-03-05T23:50:00+08:00", offset=2),
     ]
@@ -76,17 +76,18 @@ def silver(spark):
     ]
     bronze_events = spark.createDataFrame(events, spark_schema(tables.BRONZE_EVENTS))
     bronze_identity = spark.createDataFrame(links, spark_schema(tables.BRONZE_IDENTITY))
-    return build_silver(bronze_events, bronze_identity, timezone="Asia/Shanghai", as_of_date=AS_OF)
+    return build_silver(bronze_events, bronze_identity, timezone="Asia/Shanghai")
 
 
 def test_events_are_typed_dated_in_the_reporting_zone_and_deduplicated(silver):
     events, _ = silver
     rows = {r["event_id"]: r for r in events.collect()}
-    assert sorted(rows) == ["e-1", "e-2", "e-3", "e-5"]
+    assert sorted(rows) == ["e-1", "e-2", "e-3", "e-4", "e-5"]
     assert {k: r["event_date"] for k, r in rows.items()} == {
         "e-1": date(2026, 3, 2),
         "e-2": date(2026, 3, 1),
         "e-3": date(2026, 3, 2),
+        "e-4": date(2026, 3, 6),
         "e-5": date(2026, 3, 5),
     }
     assert rows["e-3"]["event_time"] == datetime(2026, 3, 2, 8, 0, 0, 125000)  # the offset-0 copy, in UTC
@@ -100,3 +101,30 @@ def test_accounts_of_one_person_share_a_person_id(silver):
     by_event = {r["event_id"]: r["person_id"] for r in events.collect()}
     assert by_event["e-1"] == by_event["e-3"] == persons[("wechat", "o1")]
     assert by_event["e-5"] == persons[("wechat", "o2")]
+
+
+def test_a_later_run_takes_a_copy_only_when_it_is_earlier_than_the_one_silver_holds(spark):
+    from jobs.silver import earlier_copies, first_copies
+
+    held = first_copies(
+        spark.createDataFrame(
+            [
+                _bronze_event("kept", "wechat", "o1", "2026-03-02T08:00:00Z", offset=5),
+                _bronze_event("moved", "wechat", "o1", "2026-03-02T08:00:00Z", offset=9, topic="engagement.wechat.events"),
+            ],
+            spark_schema(tables.BRONZE_EVENTS),
+        ),
+        timezone="Asia/Shanghai",
+    )
+    later = [
+        _bronze_event("kept", "wechat", "o1", "2026-03-04T08:00:00Z", offset=6),  # a redelivery: later offset
+        _bronze_event("moved", "wechat", "o1", "2026-02-27T08:00:00Z", offset=3),  # earlier offset: replaces
+        _bronze_event("new", "wechat", "o2", "not a time", offset=7),  # unparsed: kept, without a date
+    ]
+    candidates = first_copies(spark.createDataFrame(later, spark_schema(tables.BRONZE_EVENTS)), timezone="Asia/Shanghai")
+    rows = {r["event_id"]: r for r in earlier_copies(candidates, held).collect()}
+    assert sorted(rows) == ["moved", "new"]
+    assert (rows["moved"]["event_date"], rows["moved"]["replaces"], rows["moved"]["replaced_date"]) == (
+        date(2026, 2, 27), True, date(2026, 3, 2),
+    )
+    assert (rows["new"]["event_date"], rows["new"]["replaces"]) == (None, False)

@@ -1,0 +1,335 @@
+"""The daily run's storage side: which bronze is new, silver's next version, gold's base.
+
+A run for date D goes through three records:
+
+1. ``validate_bronze`` fixes the bronze it covers: every range committed when it starts, up to
+   ``staging/silver/D.json``'s ``upto`` offsets, of which it validates those past silver's
+   watermarks (or all of them for ``--full-refresh``).
+2. ``build_silver`` reads those ranges, adds their first copies to silver (``jobs.silver``),
+   rewrites the ``event_date`` folders they touch and commits the next silver version
+   (``core.silver_log``); the version number goes into the staging record.
+3. ``build_gold`` starts from the newest publication as of a date <= D built on an earlier
+   version of the same silver, and recomputes what the versions since changed
+   (``jobs.gold_incremental``); without one it computes every table whole.
+
+Bronze files, silver files and gold builds are written once and never moved; prune removes
+what nothing names any more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date
+from typing import Any
+
+from core import silver_log
+from core.errors import UserError
+from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY, partition_key
+from core.loader_log import commits, partitions
+from core.settings import Settings
+from core.silver_log import UNPARSED, Changes, SilverVersion
+from core.storage import Store
+
+log = logging.getLogger("engagement.incremental")
+
+BRONZE_TABLES = (BRONZE_EVENTS, BRONZE_IDENTITY)
+SILVER_EVENTS_PREFIX = "silver/events"
+SILVER_IDENTITY_PREFIX = "silver/identity_map"
+
+
+class NotValidated(UserError):
+    """build_silver ran before validate_bronze for its date."""
+
+
+def plan_key(as_of_date: date) -> str:
+    return f"staging/silver/{as_of_date.isoformat()}.json"
+
+
+# --------------------------------------------------------------------------------------------
+# Bronze: what is committed, and what is new to silver
+# --------------------------------------------------------------------------------------------
+def committed_offsets(store: Store) -> dict[str, dict[str, int]]:
+    """Per bronze table and ``topic/partition``, the first offset not yet committed."""
+    out: dict[str, dict[str, int]] = {}
+    for table in BRONZE_TABLES:
+        out[table] = {}
+        for topic, partition in partitions(store, table):
+            found = commits(store, table, topic, partition)
+            if found:
+                out[table][f"{topic}/{partition}"] = found[-1].last + 1
+    return out
+
+
+def bronze_files(store: Store, table: str, after: dict[str, int], upto: dict[str, int]) -> list[str]:
+    """The data files of ``table``'s ranges committed from ``after`` (per partition, 0 when
+    absent) up to ``upto``."""
+    files = []
+    for tp, end in sorted(upto.items()):
+        topic, partition = tp.rsplit("/", 1)
+        start = after.get(tp, 0)
+        for commit in commits(store, table, topic, int(partition)):
+            if commit.first >= start and commit.last < end and commit.bronze_rows:
+                files.append(f"{partition_key(table, topic, int(partition))}/{commit.offsets.file_name}")
+    return files
+
+
+def plan_bronze(store: Store, as_of_date: date, *, full_refresh: bool) -> dict[str, Any]:
+    """Fix the bronze a run covers (what is committed now) and record it for build_silver."""
+    head = silver_log.head(store)
+    plan = {
+        "as_of_date": as_of_date.isoformat(),
+        "full_refresh": full_refresh or head is None,
+        "base_version": head.number if head else None,
+        "upto": committed_offsets(store),
+    }
+    store.put(plan_key(as_of_date), json.dumps(plan, indent=1).encode())
+    return plan
+
+
+def read_plan(store: Store, as_of_date: date) -> dict[str, Any]:
+    try:
+        return json.loads(store.get(plan_key(as_of_date)))
+    except FileNotFoundError:
+        raise NotValidated(
+            f"the bronze of the run for {as_of_date} has not been validated: run validate_bronze first "
+            f"(engagement run --as-of {as_of_date})"
+        ) from None
+
+
+def new_bronze(store: Store, plan: dict[str, Any], head: SilverVersion | None) -> dict[str, list[str]]:
+    """Per bronze table, the files of the plan's ranges that silver (``head``) does not have."""
+    after = {} if plan["full_refresh"] or head is None else head.offsets
+    return {t: bronze_files(store, t, after.get(t, {}), plan["upto"].get(t, {})) for t in BRONZE_TABLES}
+
+
+# --------------------------------------------------------------------------------------------
+# Silver
+# --------------------------------------------------------------------------------------------
+def update_silver(spark, store: Store, settings: Settings, as_of_date: date) -> SilverVersion:
+    """Add the planned bronze to silver and commit the next version (see the module doc)."""
+    from pyspark.sql import functions as F
+
+    from engagement.publish import data_files, new_build
+    from jobs.identity import build_identity_map
+    from jobs.silver import STORED_COLUMNS, STORED_SCHEMA, accounts, earlier_copies, first_copies, links
+    from jobs.storage import read_bronze_files, read_with_schema, write_table
+
+    plan = read_plan(store, as_of_date)
+    head = silver_log.head(store)
+    full = bool(plan["full_refresh"]) or head is None
+    if head is not None and not full and head.timezone != settings.timezone:
+        raise UserError(
+            f"silver is dated in {head.timezone}, the reporting zone is now {settings.timezone}: "
+            f"run `engagement run --as-of {as_of_date} --full-refresh`"
+        )
+    files = new_bronze(store, plan, head)
+    candidates = first_copies(read_bronze_files(spark, store, BRONZE_EVENTS, files[BRONZE_EVENTS]), timezone=settings.timezone)
+    if full:
+        added = candidates.withColumn("replaces", F.lit(False)).withColumn("replaced_date", F.lit(None).cast("date"))
+    else:
+        held = read_with_schema(spark, store, head.event_files(unparsed=True), STORED_SCHEMA)
+        added = earlier_copies(candidates, held.select("event_id", "kafka_topic", "kafka_partition", "kafka_offset", "event_date"))
+    added = added.localCheckpoint()
+
+    def key(column):
+        return F.coalesce(F.col(column).cast("string"), F.lit(UNPARSED))
+
+    touched_rows = (
+        added.select(key("event_date").alias("k"), F.lit(False).alias("r"))
+        .unionByName(added.where("replaces").select(key("replaced_date").alias("k"), F.lit(True).alias("r")))
+        .distinct()
+        .collect()
+    )
+    touched = {r["k"] for r in touched_rows}
+    replaced_any = any(r["r"] for r in touched_rows)
+    events = {} if full else dict(head.events)
+    build = new_build()
+    if touched:
+        old = (
+            read_with_schema(spark, store, [f for k in touched if k in events for f in events[k]["files"]], STORED_SCHEMA)
+            if not full
+            else None
+        )
+        fresh = added.select(*STORED_COLUMNS)
+        rows = fresh if old is None else old.join(fresh.select("event_id"), "event_id", "left_anti").unionByName(fresh)
+        prefix = f"{SILVER_EVENTS_PREFIX}/{build}"
+        write_table(rows.withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
+        written = _files_by_date(data_files(store, prefix))
+        for k in touched:
+            if k in written:
+                events[k] = {"files": written[k], "rows": _rows(store, written[k])}
+            else:
+                events.pop(k, None)  # its only events moved to another date
+
+    all_links = links(read_bronze_files(spark, store, BRONZE_IDENTITY, bronze_files(store, BRONZE_IDENTITY, {}, plan["upto"].get(BRONZE_IDENTITY, {}))))
+    current = SilverVersion(
+        number=(head.number + 1) if head else 1,
+        timezone=settings.timezone,
+        offsets=_furthest(plan["upto"], {} if full else head.offsets),
+        events=events,
+        identity_map=[],
+    )
+    stored = read_with_schema(spark, store, current.event_files(), STORED_SCHEMA)
+    if full or replaced_any:
+        seen_accounts = accounts(stored)
+    else:
+        previous = read_with_schema(spark, store, head.identity_map, _identity_schema()).select("platform", "user_id")
+        seen_accounts = previous.unionByName(accounts(added))
+    identity_map = build_identity_map(seen_accounts, all_links)
+    identity_prefix = f"{SILVER_IDENTITY_PREFIX}/{build}"
+    write_table(identity_map.coalesce(1), store, identity_prefix)
+    identity_files = data_files(store, identity_prefix)
+
+    identity_dates: set[date] = set()
+    if not full and files[BRONZE_IDENTITY]:
+        identity_dates = _dates_of_relinked_accounts(
+            stored,
+            read_with_schema(spark, store, identity_files, _identity_schema()),
+            links(read_bronze_files(spark, store, BRONZE_IDENTITY, files[BRONZE_IDENTITY])),
+        )
+    changes = Changes(
+        dates=frozenset(date.fromisoformat(k) for k in touched if k != UNPARSED),
+        identity_dates=frozenset(identity_dates),
+        everything=full,
+    )
+    version = silver_log.commit(
+        store, SilverVersion(current.number, current.timezone, current.offsets, events, identity_files, changes)
+    )
+    plan["version"] = version.number
+    store.put(plan_key(as_of_date), json.dumps(plan, indent=1).encode())
+    added.unpersist()
+    log.info(
+        "silver version %d: %d new bronze files, %d dates rewritten%s",
+        version.number,
+        len(files[BRONZE_EVENTS]),
+        len(touched),
+        " (full refresh)" if full else "",
+    )
+    return version
+
+
+def _furthest(*watermarks: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """Per table and partition, the furthest of several watermarks (a run that planned before
+    another committed must not move silver's watermarks back)."""
+    out: dict[str, dict[str, int]] = {}
+    for marks in watermarks:
+        for table, parts in marks.items():
+            for tp, offset in parts.items():
+                out.setdefault(table, {})[tp] = max(offset, out.get(table, {}).get(tp, 0))
+    return out
+
+
+def _identity_schema():
+    from jobs.schemas import IDENTITY_MAP
+
+    return IDENTITY_MAP
+
+
+def _files_by_date(keys: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for k in keys:
+        folder = next((p for p in k.split("/") if p.startswith("_date=")), None)
+        if folder is not None:
+            out.setdefault(folder.removeprefix("_date="), []).append(k)
+    return out
+
+
+def _rows(store: Store, keys: list[str]) -> int:
+    from jobs.storage import parquet_rows
+
+    return parquet_rows(store, keys)
+
+
+def _dates_of_relinked_accounts(stored, identity_map, new_links) -> set[date]:
+    """Event dates of the accounts in the persons that ``new_links`` touch."""
+    from pyspark.sql import functions as F
+
+    nodes = (
+        new_links.select(F.lit("kuaishou").alias("platform"), F.col("kuaishou_user_id").alias("user_id"))
+        .unionByName(new_links.select(F.lit("wechat").alias("platform"), F.col("wechat_openid").alias("user_id")))
+        .unionByName(new_links.select(F.lit("wechat_unionid").alias("platform"), F.col("wechat_unionid").alias("user_id")))
+        .where(F.col("user_id").isNotNull())
+    )
+    persons = identity_map.join(nodes, ["platform", "user_id"], "left_semi").select("person_id").distinct()
+    relinked = identity_map.join(F.broadcast(persons), "person_id", "left_semi").select("platform", "user_id")
+    dated = stored.where(F.col("event_date").isNotNull()).join(F.broadcast(relinked), ["platform", "user_id"], "left_semi")
+    return {r["event_date"] for r in dated.select("event_date").distinct().collect()}
+
+
+def silver_version_of_run(store: Store, as_of_date: date) -> SilverVersion:
+    """The silver version the run for ``as_of_date`` built (its plan names it)."""
+    plan = read_plan(store, as_of_date)
+    if plan.get("version") is None:
+        raise NotValidated(f"silver has not been built for the run of {as_of_date}: run build_silver first")
+    return silver_log.read_version(store, int(plan["version"]))
+
+
+# --------------------------------------------------------------------------------------------
+# Gold
+# --------------------------------------------------------------------------------------------
+def gold_base(store: Store, version: SilverVersion, as_of_date: date) -> tuple[dict[str, Any], Changes] | None:
+    """The newest publication to start gold of ``as_of_date`` from, and what silver changed
+    since it was built; None when gold has to be computed whole."""
+    from core.layout import published_dates
+    from engagement.publish import publication
+
+    if version.changes.everything:
+        return None
+    for day in reversed(published_dates(store)):
+        if day > as_of_date:
+            continue
+        record = publication(store, day)
+        built_on = record.get("silver_version") if record else None
+        if built_on is None or built_on > version.number or record.get("timezone") != version.timezone:
+            continue
+        changes = silver_log.changes_since(store, built_on, version.number)
+        return None if changes.everything else (record, changes)
+    return None
+
+
+def build_gold_tables(spark, store: Store, version: SilverVersion, as_of_date: date) -> tuple[dict, dict[str, Any]]:
+    """Gold DataFrames of ``as_of_date`` and how they were made (for the run record)."""
+    from core.tables import GOLD
+    from jobs.gold_incremental import update_gold_tables
+    from jobs.schemas import spark_schema
+    from jobs.silver import STORED_SCHEMA
+    from jobs.storage import read_with_schema
+
+    dates = [d for d in version.event_dates if d <= as_of_date]
+    events = read_with_schema(spark, store, version.event_files(dates), STORED_SCHEMA).cache()
+    identity_map = read_with_schema(spark, store, version.identity_map, _identity_schema()).cache()
+    found = gold_base(store, version, as_of_date)
+    if found is None:
+        return update_gold_tables(events, identity_map, as_of_date=as_of_date), {"mode": "full", "silver_version": version.number}
+    record, changes = found
+    base = {name: read_with_schema(spark, store, keys, spark_schema(GOLD[name])) for name, keys in record["tables"].items()}
+    tables = update_gold_tables(
+        events,
+        identity_map,
+        as_of_date=as_of_date,
+        base=base,
+        base_as_of=date.fromisoformat(record["as_of_date"]),
+        changes=changes,
+    )
+    how = {
+        "mode": "incremental",
+        "silver_version": version.number,
+        "base": record["as_of_date"],
+        "base_silver_version": record["silver_version"],
+        "changed_dates": len(changes.dates),
+    }
+    return tables, how
+
+
+def silver_events(spark, store: Store):
+    """The newest silver ``events`` (every date, with ``person_id``), for people and tests."""
+    from jobs.schemas import IDENTITY_MAP
+    from jobs.silver import STORED_SCHEMA, with_person
+    from jobs.storage import MissingInput, read_with_schema
+
+    version = silver_log.head(store)
+    if version is None:
+        raise MissingInput(f"{store.url(silver_log.VERSIONS)} holds no silver yet: run `engagement run --as-of D` first")
+    identity_map = read_with_schema(spark, store, version.identity_map, IDENTITY_MAP)
+    return with_person(read_with_schema(spark, store, version.event_files(), STORED_SCHEMA), identity_map)

@@ -1,0 +1,174 @@
+"""Gold as of D from an earlier gold (as of P <= D) and what silver changed since (pure).
+
+A daily run recomputes only the gold rows that the changed silver rows, or the step from P to
+D, can reach, and carries every other row forward from the earlier build. Which rows a change
+on event date ``e`` can reach (DESIGN section 5; windows are 24-hour multiples of
+``event_time``, so a window that starts on date c ends on date c + days, or c + days + 1
+across a daylight-saving change):
+
+* ``daily_engagement``: the row of date e; new at D: the dates P+1 .. D.
+* ``join_conversion``: cohorts e-8 .. e for the windows that reach e, and, because a join ends
+  every later content attempt of its (user, group), every cohort from e-8 on; new at D: cohorts
+  P-6 .. D-7. So cohorts from ``min(e) - 8`` (or P-6) on are recomputed, over the events from
+  that date plus each (user, group)'s first join before it ("already a member" needs only that).
+* ``retention_cohorts``: an event on e counts for the cohorts e-30 .. e, and a join can move its
+  user's cohort (first join) anywhere after e; new at D: cohorts P-29 .. D. Cohorts from
+  ``min(e) - 30`` (or P-29) on are recomputed, over the events from that date plus each user's
+  first join before it (which puts the users of earlier cohorts where they belong).
+* ``cross_platform_propagation``: a like on e, or a share on e that answers a like of e-2 .. e;
+  the same for the events of accounts whose person changed (a late identity link); new at D:
+  like dates P .. D-1. Recomputed over the events of those dates and the two after.
+* ``member_lifetime``, ``group_health`` (every row has its 7/14-day windows at D),
+  ``group_survival`` and ``cross_platform_overlap``: computed whole from silver.
+
+A full refresh (no earlier gold, or silver rebuilt since) computes every table whole.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from core.silver_log import Changes
+from core.tables import CONVERSION_WINDOW_DAYS, RETENTION_DAY_OFFSETS
+from jobs.gold import build_gold_tables
+from jobs.gold_cross_platform import build_cross_platform_overlap, build_cross_platform_propagation
+from jobs.gold_engagement import (
+    build_daily_engagement,
+    build_join_conversion,
+    build_member_lifetime,
+    build_retention_cohorts,
+)
+from jobs.gold_groups import build_group_health, build_group_survival
+from jobs.silver import with_person
+
+# A window of N 24-hour days that starts on date c ends on c + N, or c + N + 1 across a DST change.
+_DST_SLACK = 1
+_PROPAGATION_REACH = 1 + _DST_SLACK  # a share answers a like of the same date or up to 2 before
+
+
+def _days(first: date, last: date) -> set[date]:
+    return {first + timedelta(days=i) for i in range((last - first).days + 1)}
+
+
+def _changed(changes: Changes, as_of: date) -> set[date]:
+    return {d for d in changes.dates if d <= as_of}
+
+
+def daily_dates(changes: Changes, base_as_of: date, as_of: date) -> set[date]:
+    """The ``daily_engagement`` dates to recompute."""
+    return _changed(changes, as_of) | _days(base_as_of + timedelta(days=1), as_of)
+
+
+def conversion_start(changes: Changes, base_as_of: date, as_of: date) -> date:
+    """The first ``join_conversion`` cohort to recompute."""
+    starts = [base_as_of - timedelta(days=CONVERSION_WINDOW_DAYS - 1)]
+    changed = _changed(changes, as_of)
+    if changed:
+        starts.append(min(changed) - timedelta(days=CONVERSION_WINDOW_DAYS + _DST_SLACK))
+    return min(starts)
+
+
+def retention_start(changes: Changes, base_as_of: date, as_of: date) -> date:
+    """The first ``retention_cohorts`` cohort to recompute."""
+    longest = max(RETENTION_DAY_OFFSETS)
+    starts = [base_as_of - timedelta(days=longest - 1)]
+    changed = _changed(changes, as_of)
+    if changed:
+        starts.append(min(changed) - timedelta(days=longest))
+    return min(starts)
+
+
+def propagation_dates(changes: Changes, base_as_of: date, as_of: date) -> set[date]:
+    """The ``cross_platform_propagation`` like dates to recompute."""
+    reached = _changed(changes, as_of) | {d for d in changes.identity_dates if d <= as_of}
+    dates = {d - timedelta(days=k) for d in reached for k in range(_PROPAGATION_REACH + 1)}
+    return {d for d in dates if d < as_of} | _days(base_as_of, as_of - timedelta(days=1))
+
+
+def _on(events: DataFrame, dates: set[date]) -> DataFrame:
+    return events.where(F.col("event_date").isin(sorted(dates))) if dates else events.limit(0)
+
+
+def _first_rows(events: DataFrame, key: list[str]) -> DataFrame:
+    """Each ``key``'s earliest event (by time, then id)."""
+    first = Window.partitionBy(*key).orderBy("event_time", "event_id")
+    return events.withColumn("_n", F.row_number().over(first)).where(F.col("_n") == 1).drop("_n")
+
+
+def _with_first_joins_before(events: DataFrame, start: date, as_of: date, key: list[str]) -> DataFrame:
+    """Events dated ``start`` .. ``as_of``, plus each ``key``'s first join dated before ``start``."""
+    window = events.where((F.col("event_date") >= F.lit(start)) & (F.col("event_date") <= F.lit(as_of)))
+    earlier_joins = events.where((F.col("event_date") < F.lit(start)) & (F.col("event_type") == "join"))
+    # Without its inviter, an earlier join cannot be attributed to an invitation (all of which
+    # are earlier still, in cohorts carried forward).
+    first_joins = _first_rows(earlier_joins, key).withColumn("inviter_user_id", F.lit(None).cast("string"))
+    return window.unionByName(first_joins)
+
+
+def _carry(base: DataFrame, fresh: DataFrame, recomputed: F.Column) -> DataFrame:
+    """``fresh`` where ``recomputed`` holds, ``base`` elsewhere."""
+    return fresh.where(recomputed).unionByName(base.where(~recomputed))
+
+
+def update_gold_tables(
+    events: DataFrame,
+    identity_map: DataFrame,
+    *,
+    as_of_date: date,
+    base: dict[str, DataFrame] | None = None,
+    base_as_of: date | None = None,
+    changes: Changes | None = None,
+) -> dict[str, DataFrame]:
+    """Every gold table as of ``as_of_date``: from ``base`` (gold as of ``base_as_of``) and the
+    silver ``changes`` since, or whole when there is no base.
+
+    ``events`` are stored silver events (without ``person_id``), any dates; ``identity_map`` is
+    silver's. The result equals :func:`jobs.gold.build_gold_tables` over the same silver.
+    """
+    if base is None or changes is None or changes.everything or base_as_of is None or base_as_of > as_of_date:
+        return build_gold_tables(with_person(events, identity_map), identity_map, as_of_date=as_of_date)
+    as_of, cohort = as_of_date, F.col("cohort_date")
+    known = events.where(F.col("event_date") <= F.lit(as_of))
+
+    daily = daily_dates(changes, base_as_of, as_of)
+    daily_engagement = _carry(
+        base["daily_engagement"],
+        build_daily_engagement(_on(known, daily), as_of_date=as_of),
+        F.col("event_date").isin(sorted(daily)),
+    )
+
+    start = conversion_start(changes, base_as_of, as_of)
+    conversion_input = _with_first_joins_before(known, start, as_of, ["platform", "user_id", "group_id"])
+    join_conversion = _carry(
+        base["join_conversion"], build_join_conversion(conversion_input, as_of_date=as_of), cohort >= F.lit(start)
+    )
+
+    start = retention_start(changes, base_as_of, as_of)
+    retention_input = _with_first_joins_before(known, start, as_of, ["platform", "user_id"])
+    retention_cohorts = _carry(
+        base["retention_cohorts"], build_retention_cohorts(retention_input, as_of_date=as_of), cohort >= F.lit(start)
+    )
+
+    likes = propagation_dates(changes, base_as_of, as_of)
+    reach = {d + timedelta(days=k) for d in likes for k in range(_PROPAGATION_REACH + 1)}
+    propagation = _carry(
+        base["cross_platform_propagation"],
+        build_cross_platform_propagation(with_person(_on(known, reach), identity_map), identity_map, as_of_date=as_of),
+        F.col("event_date").isin(sorted(likes)),
+    )
+
+    group_health = build_group_health(known, as_of_date=as_of)
+    joins = with_person(known.where(F.col("event_type") == "join"), identity_map)
+    return {
+        "daily_engagement": daily_engagement,
+        "join_conversion": join_conversion,
+        "retention_cohorts": retention_cohorts,
+        "member_lifetime": build_member_lifetime(known, as_of_date=as_of),
+        "group_health": group_health,
+        "group_survival": build_group_survival(group_health),
+        "cross_platform_propagation": propagation,
+        "cross_platform_overlap": build_cross_platform_overlap(joins, as_of_date=as_of),
+    }

@@ -1,0 +1,49 @@
+"""Which gold rows an incremental run recomputes (pure date arithmetic, no Spark)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from core.silver_log import Changes
+from jobs.gold_incremental import conversion_start, daily_dates, propagation_dates, retention_start
+
+P = date(2026, 3, 20)  # the earlier gold
+D = date(2026, 3, 22)  # this run
+
+
+def _d(day: int) -> date:
+    return date(2026, 3, day)
+
+
+def test_nothing_changed_recomputes_only_what_the_new_as_of_date_emits():
+    none = Changes()
+    assert daily_dates(none, P, D) == {_d(21), _d(22)}
+    assert conversion_start(none, P, D) == _d(14)  # cohorts 14..15 become due at D (c + 7 <= D)
+    assert retention_start(none, P, D) == date(2026, 2, 19)  # day 30 of cohort 02-19 is 03-21
+    assert propagation_dates(none, P, D) == {_d(20), _d(21)}  # like dates d with d + 1 <= D, new since P
+
+
+def test_a_late_event_reaches_back_by_each_tables_longest_window():
+    late = Changes(dates=frozenset({_d(10), _d(21)}))
+    assert daily_dates(late, P, D) == {_d(10), _d(21), _d(22)}
+    assert conversion_start(late, P, D) == _d(2)  # 7 days of window + 1 for a DST change
+    assert retention_start(late, P, D) == date(2026, 2, 8)  # 30 days back from 03-10
+    assert propagation_dates(late, P, D) == {_d(8), _d(9), _d(10), _d(19), _d(20), _d(21)}
+
+
+def test_changes_after_the_as_of_date_reach_nothing():
+    future = Changes(dates=frozenset({D + timedelta(days=1)}), identity_dates=frozenset({D + timedelta(days=3)}))
+    assert daily_dates(future, D, D) == set()
+    assert conversion_start(future, D, D) == _d(16)
+    assert propagation_dates(future, D, D) == set()
+
+
+def test_a_late_identity_link_reaches_the_propagation_rows_of_its_accounts_events():
+    relinked = Changes(identity_dates=frozenset({_d(5)}))
+    assert propagation_dates(relinked, D, D) == {_d(3), _d(4), _d(5)}
+    assert daily_dates(relinked, D, D) == set()  # users are counted by user_id, not by person
+
+
+def test_changes_of_several_versions_add_up():
+    both = Changes(dates=frozenset({_d(1)})) | Changes(identity_dates=frozenset({_d(2)}), everything=True)
+    assert (both.dates, both.identity_dates, both.everything) == (frozenset({_d(1)}), frozenset({_d(2)}), True)
