@@ -148,7 +148,7 @@ def commit(store: Store, version: SilverVersion) -> SilverVersion:
     version = replace(version, created_at=datetime.now(timezone.utc).isoformat())
     if not store.put_if_absent(version_key(version.number), version.to_json()):
         raise SilverConflict(
-            f"another run committed silver version {version.number} while this one was building it: run this date again"
+            f"another run committed silver version {version.number} while this one was building it"
         )
     return version
 

@@ -79,7 +79,7 @@ def plan_bronze(store: Store, as_of_date: date, *, full_refresh: bool) -> dict[s
     head = silver_log.head(store)
     plan = {
         "as_of_date": as_of_date.isoformat(),
-        "full_refresh": full_refresh or head is None,
+        "full_refresh": full_refresh,  # as asked: without silver, every run starts from all of bronze
         "base_version": head.number if head else None,
         "upto": committed_offsets(store),
     }
@@ -106,12 +106,29 @@ def new_bronze(store: Store, plan: dict[str, Any], head: SilverVersion | None) -
 # --------------------------------------------------------------------------------------------
 # Silver
 # --------------------------------------------------------------------------------------------
+# Runs of different dates may build silver at the same time (an Airflow backfill runs several
+# dates at once): the one that loses the commit starts again from the winner's version, which
+# usually holds its bronze already.
+COMMIT_ATTEMPTS = 5
+
+
 def update_silver(spark, store: Store, settings: Settings, as_of_date: date) -> SilverVersion:
     """Add the planned bronze to silver and commit the next version (see the module doc)."""
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            return _update_silver(spark, store, settings, as_of_date)
+        except silver_log.SilverConflict as exc:
+            if attempt == COMMIT_ATTEMPTS:
+                raise silver_log.SilverConflict(f"{exc} ({attempt} times): run {as_of_date} again") from exc
+            log.warning("%s; building on it instead (attempt %d of %d)", exc, attempt + 1, COMMIT_ATTEMPTS)
+    raise AssertionError("unreachable")
+
+
+def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) -> SilverVersion:
     from pyspark.sql import functions as F
 
     from engagement.publish import data_files, new_build
-    from jobs.identity import build_identity_map
+    from jobs.identity import add_accounts, build_identity_map
     from jobs.silver import STORED_COLUMNS, STORED_SCHEMA, accounts, earlier_copies, first_copies, links
     from jobs.storage import read_bronze_files, read_with_schema, write_table
 
@@ -162,7 +179,10 @@ def update_silver(spark, store: Store, settings: Settings, as_of_date: date) -> 
             else:
                 events.pop(k, None)  # its only events moved to another date
 
-    all_links = links(read_bronze_files(spark, store, BRONZE_IDENTITY, bronze_files(store, BRONZE_IDENTITY, {}, plan["upto"].get(BRONZE_IDENTITY, {}))))
+    def all_links():
+        upto = plan["upto"].get(BRONZE_IDENTITY, {})
+        return links(read_bronze_files(spark, store, BRONZE_IDENTITY, bronze_files(store, BRONZE_IDENTITY, {}, upto)))
+
     current = SilverVersion(
         number=(head.number + 1) if head else 1,
         timezone=settings.timezone,
@@ -172,11 +192,13 @@ def update_silver(spark, store: Store, settings: Settings, as_of_date: date) -> 
     )
     stored = read_with_schema(spark, store, current.event_files(), STORED_SCHEMA)
     if full or replaced_any:
-        seen_accounts = accounts(stored)
+        identity_map = build_identity_map(accounts(stored), all_links())
     else:
-        previous = read_with_schema(spark, store, head.identity_map, _identity_schema()).select("platform", "user_id")
-        seen_accounts = previous.unionByName(accounts(added))
-    identity_map = build_identity_map(seen_accounts, all_links)
+        previous = read_with_schema(spark, store, head.identity_map, _identity_schema())
+        if files[BRONZE_IDENTITY]:  # new links: persons may merge, resolve the graph again
+            identity_map = build_identity_map(previous.select("platform", "user_id").unionByName(accounts(added)), all_links())
+        else:
+            identity_map = add_accounts(previous, accounts(added))
     identity_prefix = f"{SILVER_IDENTITY_PREFIX}/{build}"
     write_table(identity_map.coalesce(1), store, identity_prefix)
     identity_files = data_files(store, identity_prefix)

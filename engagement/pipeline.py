@@ -52,7 +52,7 @@ def validate_bronze(spark, settings: Settings, as_of_date: date, *, full_refresh
 
     store = warehouse_store(settings)
     plan = plan_bronze(store, as_of_date, full_refresh=full_refresh)
-    files = new_bronze(store, plan, None if plan["full_refresh"] else silver_log.head(store))
+    files = new_bronze(store, plan, silver_log.head(store))
     tables = {
         "events": read_bronze_files(spark, store, BRONZE_EVENTS, files[BRONZE_EVENTS]),
         "identity": read_bronze_files(spark, store, BRONZE_IDENTITY, files[BRONZE_IDENTITY]),

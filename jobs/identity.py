@@ -69,9 +69,29 @@ def build_identity_map(
     identity_map = (
         nodes.join(centres, on="node", how="left")
         .withColumn("smallest_key", F.coalesce(F.col("centre"), F.col("node")))
-        .withColumn("person_id", F.substring(F.sha2(F.col("smallest_key"), 256), 1, PERSON_ID_HEX_CHARS))
+        .withColumn("person_id", _person_id(F.col("smallest_key")))
     )
     return conform(identity_map, tables.IDENTITY_MAP)
+
+
+def add_accounts(identity_map: DataFrame, accounts: DataFrame) -> DataFrame:
+    """``identity_map`` with the ``accounts`` it lacks, each a person of its own.
+
+    Exact when no link arrived since ``identity_map`` was built: every account a link names is
+    in it already, so an account it lacks is in no link and is its own component.
+    """
+    new = (
+        accounts.filter(F.col("platform").isNotNull() & F.col("user_id").isNotNull())
+        .select("platform", "user_id")
+        .distinct()
+        .join(identity_map, on=["platform", "user_id"], how="left_anti")
+        .withColumn("person_id", _person_id(F.concat_ws(":", F.col("platform"), F.col("user_id"))))
+    )
+    return conform(identity_map.unionByName(conform(new, tables.IDENTITY_MAP)), tables.IDENTITY_MAP)
+
+
+def _person_id(smallest_key: Column) -> Column:
+    return F.substring(F.sha2(smallest_key, 256), 1, PERSON_ID_HEX_CHARS)
 
 
 def _node_key(platform: str, user_id_column: str) -> Column:

@@ -191,3 +191,19 @@ def test_every_account_is_in_exactly_one_person(spark):
         person("kuaishou:k8"),
         person("wechat:o9"),
     }
+
+
+def test_accounts_added_without_new_links_are_their_own_persons_and_the_rest_is_kept(spark):
+    from jobs.identity import add_accounts
+
+    before = build_identity_map(
+        spark.createDataFrame([("kuaishou", "k1"), ("wechat", "o1")], ACCOUNTS), spark.createDataFrame([link("L1", "k1", "o1")], LINKS)
+    )
+    later = spark.createDataFrame([("wechat", "o1"), ("wechat", "o9"), ("wechat", "o9")], ACCOUNTS)
+    assert sorted(tuple(r) for r in add_accounts(before, later).collect()) == sorted(
+        [
+            (person("kuaishou:k1"), "kuaishou", "k1"),
+            (person("kuaishou:k1"), "wechat", "o1"),
+            (person("wechat:o9"), "wechat", "o9"),
+        ]
+    )

@@ -178,3 +178,30 @@ def _staged_mode(settings: Settings, as_of: date) -> str:
     from engagement.publish import publication
 
     return publication(settings.warehouse, as_of)["mode"]
+
+
+def test_a_run_that_loses_the_silver_commit_builds_on_the_winner(spark, tmp_path, monkeypatch):
+    """Two runs building silver at once (an Airflow backfill): the loser starts again from the
+    winner's version instead of failing."""
+    from engagement import pipeline
+
+    settings = replace(Settings.from_env(), home=tmp_path / "race", spark_shuffle_partitions=2)
+    store = LocalStore(settings.warehouse)
+    by_day = _traffic()
+    Bronze(store).deliver([m for day in sorted(by_day) if day <= START + timedelta(days=2) for m in by_day[day]])
+    as_of = START + timedelta(days=2)
+    pipeline.validate_bronze(spark, settings, as_of)
+
+    real_commit, raced = silver_log.commit, []
+
+    def commit_after_another_run(store_, version):
+        if not raced:  # another run commits the same version number first
+            raced.append(real_commit(store_, version))
+        return real_commit(store_, version)
+
+    monkeypatch.setattr(silver_log, "commit", commit_after_another_run)
+    counts = pipeline.build_silver(spark, settings, as_of)
+    head = silver_log.head(store)
+    assert [v.number for v in raced] == [1] and head.number == 2
+    assert head.changes.dates == frozenset() and not head.changes.everything  # the winner had it all
+    assert counts["events"] == raced[0].rows() > 0
