@@ -554,13 +554,11 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(
     _finish(loader_home, produced)
 
     # Silver, the second line of defence, deduplicates by event_id even if bronze had a copy.
-    from datetime import date
-
-    from jobs.silver import typed_events
+    from jobs.silver import first_copies
     from jobs.storage import read_bronze
 
     bronze_events = read_bronze(spark, loader_home.store, layout.BRONZE_EVENTS)
-    silver = typed_events(bronze_events.unionByName(bronze_events.limit(1000)), timezone="Asia/Shanghai", as_of_date=date(2030, 1, 1))
+    silver = first_copies(bronze_events.unionByName(bronze_events.limit(1000)), timezone="Asia/Shanghai")
     assert silver.count() == len(produced.event_ids)
     assert silver.select("event_id").distinct().count() == len(produced.event_ids)
 
