@@ -107,12 +107,23 @@ def publish_range(
     # The store, not the loaders' (possibly stale) idea of who owns the partition, decides who
     # commits: a second create of the same key is refused.
     if store.put_if_absent(key, mine.to_json()):
+        _remove_other_ranges_from(store, (QUARANTINE, bronze_table), topic, partition, offsets)
         return mine
     winner = Commit.from_json(store.get(key))
     if winner.last != mine.last:
         for written_key in written:
             store.delete(written_key)
     return winner
+
+
+def _remove_other_ranges_from(store: Store, tables: tuple[str, ...], topic: str, partition: int, offsets: OffsetRange) -> None:
+    """Remove data files that start where the committed ``offsets`` start but end elsewhere:
+    a killed or stale writer's range that recovery had to leave (it lay beyond the last commit
+    then) and that this commit has now made impossible to commit."""
+    for table in tables:
+        for stray in ranges_in(store, table, topic, partition):
+            if stray.first == offsets.first and stray.last != offsets.last:
+                store.delete(data_key(table, topic, partition, stray))
 
 
 def recover_partition(store: Store, bronze_table: str, topic: str, partition: int) -> int | None:
@@ -122,8 +133,8 @@ def recover_partition(store: Store, bronze_table: str, topic: str, partition: in
     offset, or the reset policy, decides). Removes temporary files (a local store's), and data
     files that no commit can ever name: those inside the committed offsets that are not a
     committed range (a crash between writing and committing, or a stale loader that lost the
-    race). Data files beyond the last commit stay: a loader may be about to commit them, and
-    the next writer of that range replaces them.
+    race). Data files beyond the last commit stay: a loader may be about to commit them; the
+    next commit at that offset replaces or removes them (:func:`publish_range`).
     """
     tables_written = (bronze_table, QUARANTINE)
     if isinstance(store, LocalStore):

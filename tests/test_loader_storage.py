@@ -116,6 +116,12 @@ def test_recovery_resumes_after_last_commit_and_drops_files_no_commit_can_name(s
     assert _offsets(store, layout.BRONZE_EVENTS) == [o for o in range(25) if o != 3]
     assert _offsets(store, layout.QUARANTINE) == [3]
 
+    # The next loader resumes at 25 with another batch size: its commit of 25-27 removes the
+    # files of 25-30, which nothing can commit any more.
+    assert _publish(store, 25, 27) == loader_log.Commit(25, 27, 3, 0)
+    assert [k for k in store.list(PARTITION) if k.endswith(".parquet")] == data[:2] + [f"{PARTITION}/{_name(25, 27)}"]
+    assert store.list(quarantine) == [f"{quarantine}/{_name(0, 9)}"]
+
 
 def test_of_two_loaders_writing_one_range_exactly_one_commits_it(store):
     """A loader frozen inside its publish step, evicted, and thawed after another loader took its
