@@ -249,6 +249,9 @@ class Loader:
         self._to_commit: dict[Any, int] = {}
         # Per partition, the next offset bronze expects: where the last commit ended.
         self._durable_next: dict[Any, int] = {}
+        # Per revoked partition, the first offset of the records dropped with it, until the
+        # assignment that follows: where to read again should the partition stay with us.
+        self._dropped_from: dict[Any, int] = {}
         # Set by the first on_partitions_assigned: until then "no partitions" means "not
         # joined yet", not "nothing to do".
         self._joined = False
@@ -384,7 +387,9 @@ class Loader:
         # Records not yet published are not committed either; the next owner reads them again
         # (with the eager protocol this runs before the group moves them anywhere).
         for tp in revoked:
-            self.batch.drop(tp.topic, tp.partition)
+            part = self.batch.drop(tp.topic, tp.partition)
+            if part is not None:
+                self._dropped_from[tp] = part.first
             self._to_commit.pop(tp, None)
         if revoked:
             log.info("partitions revoked: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(revoked)))
@@ -394,13 +399,19 @@ class Loader:
             table = bronze_table_for(tp.topic, IDENTITY_TOPIC)
             resume = bronze.recover_partition(self.store, table, tp.topic, tp.partition)
             if resume is None:
-                continue  # nothing durable yet: Kafka's committed offset (or earliest) decides
+                # Nothing durable yet: Kafka's committed offset (or earliest) decides, but
+                # kafka-python keeps the position of a partition that stays assigned, past the
+                # records dropped with the batch at revocation: read those again.
+                if tp in self._dropped_from:
+                    self._consumer.seek(tp, self._dropped_from[tp])
+                continue
             # The commit log is the truth: Kafka commits only ever follow it, so Kafka's committed
             # offset is never ahead of it, and it is behind it after a crash between publish and
             # Kafka commit. Seek there and let the next commit catch Kafka up.
             self._consumer.seek(tp, resume)
             self._to_commit[tp] = resume
             self._durable_next[tp] = resume
+        self._dropped_from.clear()  # partitions gone elsewhere: their new owner reads them
         self._joined = True
         self._assigned_at = time.monotonic()
         log.info("partitions assigned: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(assigned)) or "none")

@@ -256,21 +256,39 @@ class LoaderHome:
             env.update(ENGAGEMENT_WAREHOUSE_URI=self.warehouse_uri, **self.store_env)
         return env
 
-    def start(self, *, until_idle: bool = True) -> subprocess.Popen:
+    def start(self, *, until_idle: bool = True, **env: str) -> subprocess.Popen:
+        """Start ``engagement load`` (``env``: settings of this loader only, e.g. its batch bounds)."""
         command = [sys.executable, "-m", "engagement.cli", "load"]
         if until_idle:
             command += ["--until-idle", "--idle-seconds", "2"]
         log = open(self.home / f"loader-{len(self.processes)}.log", "wb")
-        process = subprocess.Popen(command, cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=REPO, env={**self.env(), **env}, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.processes.append(process)
         return process
 
     def logs(self) -> str:
-        return "\n".join(
-            f"--- {path.name} ---\n" + "\n".join(path.read_text(errors="replace").splitlines()[-40:])
-            for path in sorted(self.home.glob("loader-*.log"))
-        )
+        """The loaders' logs (idle status lines left out) and where the commit log has holes."""
+
+        def lines(path: Path) -> list[str]:
+            return [line for line in path.read_text(errors="replace").splitlines() if " (0/s) " not in line][-60:]
+
+        logs = "\n".join(f"--- {path.name} ---\n" + "\n".join(lines(path)) for path in sorted(self.home.glob("loader-*.log")))
+        return f"{logs}\n--- commit log ---\n{self.commit_map()}"
+
+    def commit_map(self) -> str:
+        """Per partition: how many ranges are committed, up to which offset, and any gap."""
+        out = []
+        for topic in SOURCE_TOPICS:
+            table = layout.bronze_table_for(topic, IDENTITY_TOPIC)
+            for partition in range(3):
+                done = loader_log.commits(self.store, table, topic, partition)
+                gaps = [f"{a.last + 1}-{b.first - 1}" for a, b in zip(done, done[1:]) if b.first != a.last + 1]
+                if done and done[0].first != 0:
+                    gaps.insert(0, f"0-{done[0].first - 1}")
+                end = done[-1].last if done else None
+                out.append(f"{topic}[{partition}]: {len(done)} ranges up to {end}, gaps {gaps or 'none'}")
+        return "\n".join(out)
 
     def wait(self, process: subprocess.Popen, timeout: float = LOADER_TIMEOUT_S) -> int:
         try:
@@ -681,6 +699,37 @@ def test_a_stalled_loader_is_evicted_writes_nothing_it_lost_and_rejoins(
     assert committed_offsets(produced.settings, loader_home.group) == produced.end_offsets
     log = (loader_home.home / "loader-0.log").read_text()
     assert log.count("partitions assigned:") >= 2, "the stalled loader never rejoined the group"
+
+
+def test_a_partition_kept_through_a_rebalance_is_read_again_from_what_bronze_holds(
+    loader_home: LoaderHome, produced: Produced
+) -> None:
+    # One loader holds everything it reads in one batch (it publishes only once caught up);
+    # a second loader joins meanwhile. The rebalance revokes every partition and gives the first
+    # loader some of them back: the records it held for those were dropped with the batch and
+    # must be read again, although the consumer keeps its position for a partition it keeps
+    # and nothing of the partition is committed yet (no commit log to seek to).
+    hold_everything = {
+        "ENGAGEMENT_LOADER_BATCH_MAX_RECORDS": "10000000",
+        "ENGAGEMENT_LOADER_BATCH_MAX_BYTES": str(2**30),
+        "ENGAGEMENT_LOADER_BATCH_MAX_SECONDS": "300",
+    }
+    first = loader_home.start(until_idle=False, **hold_everything)
+    log = loader_home.home / "loader-0.log"
+    deadline = time.monotonic() + 60
+    while "partitions assigned: engagement" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline and first.poll() is None, loader_home.logs()
+        time.sleep(0.1)
+    time.sleep(2)  # it reads (and holds) part of the backlog
+    assert loader_home.marked() == 0, "the first loader published before the second one joined"
+    second = loader_home.start(until_idle=False, **hold_everything)
+    loader_home.wait_for_progress(produced.total - 1, first, timeout=LOADER_TIMEOUT_S)
+    for process in (first, second):
+        process.send_signal(signal.SIGTERM)
+        assert loader_home.wait(process, timeout=60) == 0, loader_home.logs()
+    assert_exactly_once(loader_home, produced)
+    assert committed_offsets(produced.settings, loader_home.group) == produced.end_offsets
+    assert log.read_text().count("partitions assigned:") >= 2, "no rebalance happened"
 
 
 def test_sigterm_commits_exactly_what_bronze_holds(loader_home: LoaderHome, produced: Produced) -> None:
