@@ -8,7 +8,7 @@ export ENGAGEMENT_HOME ?= $(CURDIR)/var
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(CURDIR)/$(BIN)/python
 
-.PHONY: demo test env kafka-jars postgres-server lock clean bench
+.PHONY: demo test env kafka-jars postgres-server lock clean bench docs
 
 env: $(STAMP) kafka-jars
 
@@ -48,6 +48,10 @@ postgres-server:
 BENCH_SIZES ?= 1000000,10000000
 bench: env kafka-jars
 	$(BIN)/python bench/pipeline_bench.py --sizes $(BENCH_SIZES)
+
+# docs/tables.md: the data dictionary, generated from core/tables.py (a test fails when it is stale).
+docs: env
+	$(BIN)/engagement tables --format markdown > docs/tables.md
 
 clean:
 	-$(BIN)/engagement kafka stop

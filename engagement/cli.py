@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -211,6 +212,22 @@ def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tables(settings: Settings, args: argparse.Namespace) -> int:
+    from engagement import dictionary
+
+    if args.format == "markdown":
+        if args.table:
+            raise UserError("--format markdown writes the whole dictionary (docs/tables.md); leave out the table")
+        sys.stdout.write(dictionary.render_markdown())
+        return 0
+    selected = dictionary.find(args.table) if args.table else dictionary.all_tables()
+    if args.format == "json":
+        _say(json.dumps([dictionary.describe(t) for t in selected], indent=2))
+    else:
+        _say(dictionary.render_text(selected) if args.table else dictionary.render_summary())
+    return 0
+
+
 def cmd_prune(settings: Settings, args: argparse.Namespace) -> int:
     from engagement.publish import prune
 
@@ -332,6 +349,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
+        "tables",
+        help="the data dictionary: every table and column with its type, key and meaning",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  engagement tables                      every table, one line each\n"
+        "  engagement tables join_conversion      its columns, types, key and meanings\n"
+        "  engagement tables silver.events --format json\n"
+        "  engagement tables --format markdown > docs/tables.md",
+    )
+    p.add_argument("table", nargs="?", help="a table, bare (events) or with its layer (silver.events)")
+    p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    p.set_defaults(func=cmd_tables)
+
+    p = sub.add_parser(
         "prune",
         help="remove publications older than the retention (the newest stays) and gold files nothing names",
         description="Publications of dates more than --keep-days old stop being queryable with --as-of; the "
@@ -384,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`engagement tables | head`): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except UserError as exc:
         if args.verbose:
             traceback.print_exc()
