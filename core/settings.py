@@ -18,7 +18,7 @@ from core.errors import UserError
 
 PREFIX = "ENGAGEMENT_"
 
-SECRET_FIELDS = frozenset({"postgres_url"})
+SECRET_FIELDS = frozenset({"postgres_url", "postgres_analyst_password"})
 
 
 class SettingsError(UserError, ValueError):
@@ -57,6 +57,10 @@ class Settings:
     status_max_lag: int = 10_000
     status_max_stale_days: int = 2
     postgres_url: str | None = field(default=None, repr=False)
+    # The PostgreSQL mirror's read-only login for analysts: it reads schema gold and nothing
+    # else (empty: no such role is managed). Its password, when set, is (re)applied on publish.
+    postgres_analyst_role: str = "analyst"
+    postgres_analyst_password: str | None = field(default=None, repr=False)
     # Where bronze, silver and gold live: a folder (default: <home>/warehouse) or
     # s3://bucket/prefix on S3-compatible storage at S3_ENDPOINT (AWS itself when unset); the
     # credentials come from the standard AWS_* environment, never from here.

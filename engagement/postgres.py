@@ -6,7 +6,10 @@ whole corrected history); ``group_health`` and ``cross_platform_overlap`` keep e
 snapshot. ``gold._publications`` records which dates were mirrored, so a backfill of an older
 date adds its snapshots without overwriting the history tables with older numbers.
 
-The URL (``ENGAGEMENT_POSTGRES_URL``) holds a password: it never appears in a message.
+The URL (``ENGAGEMENT_POSTGRES_URL``) holds a password: it never appears in a message. Analysts
+log in as a read-only role (``ENGAGEMENT_POSTGRES_ANALYST_ROLE``, ``analyst`` by default, its
+password from ``ENGAGEMENT_POSTGRES_ANALYST_PASSWORD``) that can read schema ``gold`` and
+nothing else.
 """
 
 from __future__ import annotations
@@ -57,12 +60,21 @@ def create_table_sql(table: tables.Table):
     return sql.SQL("CREATE TABLE {} ({})").format(sql.Identifier(SCHEMA, table.name), columns)
 
 
-def publish_to_postgres(url: str, warehouse: Path | Store, as_of_date: date) -> dict[str, int]:
+def publish_to_postgres(
+    url: str,
+    warehouse: Path | Store,
+    as_of_date: date,
+    *,
+    analyst_role: str = "",
+    analyst_password: str | None = None,
+) -> dict[str, int]:
     """Mirror the gold tables published for ``as_of_date`` into PostgreSQL, in one transaction.
 
     Snapshot tables: the rows of ``as_of_date`` are replaced. History tables: all rows are
     replaced, but only when ``as_of_date`` is not older than the latest date already mirrored.
-    Returns the rows loaded per table (history tables skipped by a backfill are left out).
+    With ``analyst_role``, that role exists afterwards and may read the gold schema and nothing
+    else (:func:`_grant_analyst`). Returns the rows loaded per table (history tables skipped by
+    a backfill are left out).
     """
     gold = _read_published_gold(warehouse, as_of_date)
     try:
@@ -117,6 +129,8 @@ def publish_to_postgres(url: str, warehouse: Path | Store, as_of_date: date) -> 
                     for row in zip(*(table.column(c).to_pylist() for c in definition.column_names)):
                         copy.write_row(row)
                 loaded[name] = table.num_rows
+            if analyst_role:
+                _grant_analyst(cur, analyst_role, analyst_password)
 
             cur.execute(
                 sql.SQL(
@@ -135,6 +149,45 @@ def publish_to_postgres(url: str, warehouse: Path | Store, as_of_date: date) -> 
         conn.close()
     log.info("gold for %s mirrored to PostgreSQL: %s", as_of_date, loaded)
     return loaded
+
+
+def _grant_analyst(cur, role: str, password: str | None) -> None:
+    """Make ``role`` a login that reads the gold schema and nothing else.
+
+    It gets USAGE on the schema and SELECT on its tables (now and those created later), no other
+    privilege; its sessions start read-only as a second guard. Other schemas stay closed to it
+    (PostgreSQL 15 and later give PUBLIC no CREATE on ``public``; nothing here grants more).
+    Creating the role needs CREATEROLE; without it, a role created beforehand by an
+    administrator works the same.
+    """
+    import psycopg
+    from psycopg import sql
+
+    who = sql.Identifier(role)
+    schema = sql.Identifier(SCHEMA)
+    cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+    exists = cur.fetchone() is not None
+    cur.execute("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user")
+    manages_roles = bool(cur.fetchone()[0])
+    try:
+        if not exists:
+            cur.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE").format(who))
+        if manages_roles or not exists:
+            if password:
+                # Composed on the client: utility statements take no bound parameters.
+                cur.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(who, sql.Literal(password)))
+            cur.execute(sql.SQL("ALTER ROLE {} SET default_transaction_read_only = on").format(who))
+        else:
+            log.info("analyst role %s exists and this user may not alter roles: only granting it gold", role)
+    except psycopg.errors.InsufficientPrivilege:
+        raise PostgresPublishError(
+            f"the PostgreSQL user of ENGAGEMENT_POSTGRES_URL may not create or alter the analyst role {role!r}: "
+            f"grant it CREATEROLE, or create the role yourself (CREATE ROLE {role} LOGIN PASSWORD '...'), "
+            "or set ENGAGEMENT_POSTGRES_ANALYST_ROLE= (empty) to mirror without one; nothing was published"
+        ) from None
+    cur.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, who))
+    cur.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(schema, who))
+    cur.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(schema, who))
 
 
 def _read_published_gold(warehouse: Path | Store, as_of_date: date):

@@ -116,7 +116,13 @@ def publish(settings: Settings, as_of_date: date) -> dict[str, Any]:
         # After the manifest: a PostgreSQL failure fails the step, and a retry republishes (idempotent).
         from engagement.postgres import publish_to_postgres
 
-        publish_to_postgres(settings.postgres_url, store, as_of_date)
+        publish_to_postgres(
+            settings.postgres_url,
+            store,
+            as_of_date,
+            analyst_role=settings.postgres_analyst_role,
+            analyst_password=settings.postgres_analyst_password,
+        )
     return record
 
 

@@ -49,7 +49,7 @@ def test_no_secret_is_written_in_the_file():
     text = (ROOT / "docker-compose.yml").read_text()
     for line in text.splitlines():
         if re.search(r"PASSWORD|SECRET|FERNET", line) and ":" in line:
-            assert re.search(r"\$\{(POSTGRES_PASSWORD|AIRFLOW_DB_PASSWORD|AIRFLOW_JWT_SECRET|AIRFLOW_FERNET_KEY|S3_SECRET_KEY):\?", line), (
+            assert re.search(r"\$\{(POSTGRES_PASSWORD|ANALYST_DB_PASSWORD|AIRFLOW_DB_PASSWORD|AIRFLOW_JWT_SECRET|AIRFLOW_FERNET_KEY|S3_SECRET_KEY):\?", line), (
                 f"literal secret? {line.strip()}"
             )
 

@@ -245,3 +245,77 @@ def test_airflow_metadata_works_on_postgresql_with_the_installed_driver(url, tmp
     assert done.returncode == 0, done.stderr[-3000:]
     assert _rows(url, "SELECT count(*) FROM dag") == [(0,)]
     assert _rows(url, "SELECT count(*) FROM alembic_version") == [(1,)]
+
+
+ANALYST = "analyst_ro"
+
+
+def _analyst_url(url: str) -> str:
+    return url.replace("postgresql://engagement@", f"postgresql://{ANALYST}@", 1)
+
+
+def test_the_analyst_role_reads_gold_and_is_refused_writes_and_other_schemas(tmp_path, url):
+    settings = Settings(home=tmp_path, postgres_url=url, postgres_analyst_role=ANALYST, postgres_analyst_password="an4lyst-pw")
+    _stage(settings, D1, 3)
+    publish(settings, D1)
+    with psycopg.connect(url, autocommit=True) as conn:  # what else the database holds
+        conn.execute("CREATE SCHEMA staging")
+        conn.execute("CREATE TABLE staging.payroll (amount int)")
+        conn.execute("INSERT INTO staging.payroll VALUES (1)")
+        conn.execute("CREATE TABLE public.notes (note text)")
+    owner_view = {table: _rows(url, f"SELECT * FROM gold.{table} ORDER BY 1") for table in GOLD_TABLES}
+
+    with psycopg.connect(_analyst_url(url)) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (ANALYST,)
+        for table in GOLD_TABLES:
+            assert conn.execute(f"SELECT * FROM gold.{table} ORDER BY 1").fetchall() == owner_view[table], table
+        assert conn.execute("SELECT count(*) FROM gold._publications").fetchone() == (1,)
+
+    writes = (
+        "INSERT INTO gold.member_lifetime VALUES ('wechat', '2026-03-01', 1, 1.0, 1.0)",
+        "UPDATE gold.daily_engagement SET events = 0",
+        "DELETE FROM gold.group_health",
+        "CREATE TABLE gold.mine (x int)",
+        "DROP TABLE gold.join_conversion",
+        "CREATE TABLE public.mine (x int)",
+    )
+    for statement in writes:
+        with psycopg.connect(_analyst_url(url)) as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute(statement)  # its sessions start read-only ...
+        with psycopg.connect(_analyst_url(url), autocommit=True) as conn:
+            conn.execute("SET default_transaction_read_only = off")  # ... and asking for more does not help
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    for other in ("staging.payroll", "public.notes"):
+        with psycopg.connect(_analyst_url(url)) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(f"SELECT * FROM {other}")
+    assert {table: _rows(url, f"SELECT * FROM gold.{table} ORDER BY 1") for table in GOLD_TABLES} == owner_view
+
+    # The next date's publication (new rows, same tables) stays readable; the password is stored
+    # (hashed), the role can log in and holds no other power.
+    _stage(settings, D2, 4)
+    publish(settings, D2)
+    with psycopg.connect(_analyst_url(url)) as conn:
+        assert conn.execute("SELECT count(*) FROM gold.group_health").fetchone() == (2,)
+    role = _rows(url, f"SELECT rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = '{ANALYST}'")
+    assert role == [(True, False, False, False, True)]
+    assert "an4lyst-pw" not in f"{settings.describe()} {settings!r}"  # `engagement config`, logs
+
+
+def test_a_publisher_that_may_not_create_the_analyst_role_says_what_to_do(tmp_path, url):
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE publisher_plain LOGIN")
+        conn.execute(f"ALTER DATABASE {url.rsplit('/', 1)[1]} OWNER TO publisher_plain")
+    plain = url.replace("postgresql://engagement@", "postgresql://publisher_plain@", 1)
+    settings = Settings(home=tmp_path, postgres_url=plain, postgres_analyst_role="analyst_missing")
+    _stage(settings, D1, 3)
+    with pytest.raises(PostgresPublishError) as raised:
+        publish(settings, D1)
+    assert "CREATEROLE" in str(raised.value) and "ENGAGEMENT_POSTGRES_ANALYST_ROLE" in str(raised.value)
+    assert _rows(url, "SELECT count(*) FROM pg_namespace WHERE nspname = 'gold'") == [(0,)]  # rolled back
+    # Once an administrator created the role, the same publisher grants it gold.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE analyst_missing LOGIN")
+    publish(settings, D1)
+    granted = _rows(url, "SELECT has_table_privilege('analyst_missing', 'gold.daily_engagement', 'SELECT')")
+    assert granted == [(True,)]
