@@ -18,7 +18,7 @@ from core.errors import UserError
 
 PREFIX = "ENGAGEMENT_"
 
-SECRET_FIELDS = frozenset({"postgres_url", "postgres_analyst_password"})
+SECRET_FIELDS = frozenset({"postgres_url", "postgres_analyst_password", "pseudonymisation_key"})
 
 
 class SettingsError(UserError, ValueError):
@@ -61,6 +61,9 @@ class Settings:
     # else (empty: no such role is managed). Its password, when set, is (re)applied on publish.
     postgres_analyst_role: str = "analyst"
     postgres_analyst_password: str | None = field(default=None, repr=False)
+    # When set, user ids are replaced by a keyed hash (HMAC-SHA256) before they reach silver
+    # (jobs.privacy). Changing it needs a full refresh. A secret: never printed.
+    pseudonymisation_key: str | None = field(default=None, repr=False)
     # Where bronze, silver and gold live: a folder (default: <home>/warehouse) or
     # s3://bucket/prefix on S3-compatible storage at S3_ENDPOINT (AWS itself when unset); the
     # credentials come from the standard AWS_* environment, never from here.

@@ -74,6 +74,8 @@ class SilverVersion:
     identity_map: list[str]
     changes: Changes = field(default_factory=Changes)
     created_at: str = ""
+    # jobs.privacy.fingerprint of the key user ids were pseudonymised with (None: not).
+    key_fingerprint: str | None = None
 
     @property
     def event_dates(self) -> list[date]:
@@ -98,6 +100,7 @@ class SilverVersion:
             {
                 "version": self.number,
                 "timezone": self.timezone,
+                "key_fingerprint": self.key_fingerprint,
                 "created_at": self.created_at,
                 "offsets": self.offsets,
                 "changes": self.changes.to_json(),
@@ -118,6 +121,7 @@ class SilverVersion:
             identity_map=d["identity_map"],
             changes=Changes.from_json(d["changes"]),
             created_at=d.get("created_at", ""),
+            key_fingerprint=d.get("key_fingerprint"),
         )
 
 

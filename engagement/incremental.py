@@ -129,6 +129,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
 
     from engagement.publish import data_files, new_build
     from jobs.identity import add_accounts, build_identity_map
+    from jobs.privacy import fingerprint
     from jobs.silver import STORED_COLUMNS, STORED_SCHEMA, accounts, earlier_copies, first_copies, links
     from jobs.storage import read_bronze_files, read_with_schema, write_table
 
@@ -140,8 +141,18 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
             f"silver is dated in {head.timezone}, the reporting zone is now {settings.timezone}: "
             f"run `engagement run --as-of {as_of_date} --full-refresh`"
         )
+    pseudonym_key = settings.pseudonymisation_key
+    if head is not None and not full and head.key_fingerprint != fingerprint(pseudonym_key):
+        raise UserError(
+            "ENGAGEMENT_PSEUDONYMISATION_KEY "
+            + ("changed" if pseudonym_key and head.key_fingerprint else "was set" if pseudonym_key else "was removed")
+            + f" since silver version {head.number} was built, and pseudonyms of two keys do not mix: "
+            f"run `engagement run --as-of {as_of_date} --full-refresh`"
+        )
     files = new_bronze(store, plan, head)
-    candidates = first_copies(read_bronze_files(spark, store, BRONZE_EVENTS, files[BRONZE_EVENTS]), timezone=settings.timezone)
+    candidates = first_copies(
+        read_bronze_files(spark, store, BRONZE_EVENTS, files[BRONZE_EVENTS]), timezone=settings.timezone, key=pseudonym_key
+    )
     if full:
         added = candidates.withColumn("replaces", F.lit(False)).withColumn("replaced_date", F.lit(None).cast("date"))
     else:
@@ -181,7 +192,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
 
     def all_links():
         upto = plan["upto"].get(BRONZE_IDENTITY, {})
-        return links(read_bronze_files(spark, store, BRONZE_IDENTITY, bronze_files(store, BRONZE_IDENTITY, {}, upto)))
+        return links(read_bronze_files(spark, store, BRONZE_IDENTITY, bronze_files(store, BRONZE_IDENTITY, {}, upto)), pseudonym_key)
 
     current = SilverVersion(
         number=(head.number + 1) if head else 1,
@@ -208,7 +219,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         identity_dates = _dates_of_relinked_accounts(
             stored,
             read_with_schema(spark, store, identity_files, _identity_schema()),
-            links(read_bronze_files(spark, store, BRONZE_IDENTITY, files[BRONZE_IDENTITY])),
+            links(read_bronze_files(spark, store, BRONZE_IDENTITY, files[BRONZE_IDENTITY]), pseudonym_key),
         )
     changes = Changes(
         dates=frozenset(date.fromisoformat(k) for k in touched if k != UNPARSED),
@@ -216,7 +227,11 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         everything=full,
     )
     version = silver_log.commit(
-        store, SilverVersion(current.number, current.timezone, current.offsets, events, identity_files, changes)
+        store,
+        SilverVersion(
+            current.number, current.timezone, current.offsets, events, identity_files, changes,
+            key_fingerprint=fingerprint(pseudonym_key),
+        ),  # fmt: skip
     )
     plan["version"] = version.number
     store.put(plan_key(as_of_date), json.dumps(plan, indent=1).encode())

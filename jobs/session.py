@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -37,6 +38,9 @@ def build_spark(
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder
     if not launched_by_spark_submit():
+        # Python workers (Arrow UDFs: jobs.privacy) run this interpreter, with its packages,
+        # not whichever python3 is first on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = builder.appName(app_name)
         if master:
             builder = builder.master(master)

@@ -26,6 +26,7 @@ from pyspark.sql.types import IntegerType, LongType, StringType, StructField, St
 
 from core import tables
 from jobs.identity import build_identity_map
+from jobs.privacy import EVENT_ID_COLUMNS, LINK_ID_COLUMNS, pseudonymise
 from jobs.schemas import SILVER_EVENTS, conform
 
 COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
@@ -52,14 +53,15 @@ def _coordinates() -> F.Column:
     return F.struct(*COORDINATES)
 
 
-def first_copies(bronze_events: DataFrame, *, timezone: str) -> DataFrame:
-    """One row per ``event_id`` of ``bronze_events``, its first copy, typed (STORED_COLUMNS).
+def first_copies(bronze_events: DataFrame, *, timezone: str, key: str | None = None) -> DataFrame:
+    """One row per ``event_id`` of ``bronze_events``, its first copy, typed (STORED_COLUMNS),
+    its user ids pseudonymised under ``key`` when there is one (``jobs.privacy``).
 
     ``event_date`` is NULL when Spark cannot read ``event_time``: such an event is in no date,
     but silver remembers it so that a later copy of the same id is not taken in its place.
     """
     first_copy = Window.partitionBy("event_id").orderBy(*COORDINATES)
-    return (
+    events = (
         bronze_events.withColumn("_copy", F.row_number().over(first_copy))
         .filter(F.col("_copy") == 1)
         # RFC 3339 allows "t" and "z"; Spark's cast only reads upper case (and under ANSI mode
@@ -68,6 +70,7 @@ def first_copies(bronze_events: DataFrame, *, timezone: str) -> DataFrame:
         .withColumn("event_date", local_date("event_time", timezone))
         .select(*STORED_COLUMNS)
     )
+    return pseudonymise(events, EVENT_ID_COLUMNS, key)
 
 
 def earlier_copies(candidates: DataFrame, held: DataFrame) -> DataFrame:
@@ -100,12 +103,16 @@ def accounts(events: DataFrame) -> DataFrame:
     return events.where(F.col("event_date").isNotNull()).select("platform", "user_id")
 
 
-def links(bronze_identity: DataFrame) -> DataFrame:
-    return bronze_identity.select("link_id", "kuaishou_user_id", "wechat_openid", "wechat_unionid", "linked_at")
+def links(bronze_identity: DataFrame, key: str | None = None) -> DataFrame:
+    """The account links of bronze, their account ids pseudonymised under ``key`` if given."""
+    selected = bronze_identity.select("link_id", "kuaishou_user_id", "wechat_openid", "wechat_unionid", "linked_at")
+    return pseudonymise(selected, LINK_ID_COLUMNS, key)
 
 
-def build_silver(bronze_events: DataFrame, bronze_identity: DataFrame, *, timezone: str) -> tuple[DataFrame, DataFrame]:
+def build_silver(
+    bronze_events: DataFrame, bronze_identity: DataFrame, *, timezone: str, key: str | None = None
+) -> tuple[DataFrame, DataFrame]:
     """Silver ``events`` (with ``person_id``) and ``identity_map`` from the whole of bronze."""
-    events = first_copies(bronze_events, timezone=timezone).where(F.col("event_date").isNotNull())
-    identity_map = build_identity_map(accounts(events), links(bronze_identity))
+    events = first_copies(bronze_events, timezone=timezone, key=key).where(F.col("event_date").isNotNull())
+    identity_map = build_identity_map(accounts(events), links(bronze_identity, key))
     return with_person(events, identity_map), identity_map
