@@ -8,7 +8,7 @@ export ENGAGEMENT_HOME ?= $(CURDIR)/var
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(CURDIR)/$(BIN)/python
 
-.PHONY: demo test env kafka-jars postgres-server lock clean bench docs
+.PHONY: demo test env kafka-jars postgres-server browser lock clean bench docs
 
 env: $(STAMP) kafka-jars
 
@@ -31,7 +31,7 @@ lock:
 demo: env
 	$(BIN)/engagement demo
 
-test: env postgres-server
+test: env postgres-server browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The PostgreSQL publication tests start a real, throw-away PostgreSQL server.
@@ -42,6 +42,16 @@ postgres-server:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	  else \
 	    echo "error: the tests need a PostgreSQL server (initdb); install it, e.g. sudo apt-get install postgresql" >&2; exit 1; \
+	  fi; }
+
+# The report's browser test drives Debian's chromium through chromedriver (same package version).
+browser:
+	@{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } && command -v chromedriver >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing chromium and chromium-driver (Debian packages) for the report's browser test ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "error: the tests need a headless Chromium and its chromedriver; e.g. sudo apt-get install chromium chromium-driver" >&2; exit 1; \
 	  fi; }
 
 # BENCH_SIZES=200000 make bench for a quick run; the default measures 1M and 10M events.

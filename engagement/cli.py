@@ -202,6 +202,13 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
     from engagement.report import headline, render_headline
 
+    if args.format == "html" or (args.output and args.output.endswith((".html", ".htm"))):
+        from engagement.report_page import write_report
+
+        output = Path(args.output or "report.html")
+        shown, charts = write_report(warehouse_store(settings), output, as_of=args.as_of)
+        _say(f"wrote {output} ({len(charts)} charts, gold as published for {shown}); open it in a browser")
+        return 0
     conversion, retention = headline(warehouse_store(settings), as_of=args.as_of)
     text = render_headline(conversion, retention, args.format)
     if args.output:
@@ -342,9 +349,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("report", help="headline conversion and retention numbers")
-    p.add_argument("--as-of", type=_date)
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p = sub.add_parser(
+        "report",
+        help="the analysts' report: a page of charts (--output F.html), or headline numbers",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  engagement report --output report.html       charts of the newest publication, one file\n"
+        "  engagement report --as-of 2026-11-04 --output nov4.html\n"
+        "  engagement report                            headline conversion and retention in the terminal\n"
+        "  engagement report --format json",
+    )
+    p.add_argument("--as-of", type=_date, help="as published on this date (default: the newest publication)")
+    p.add_argument("--format", choices=["table", "csv", "json", "html"], default="table",
+                   help="html: the page of charts (the default when --output ends in .html)")  # fmt: skip
     p.add_argument("--output", help="write to this file")
     p.set_defaults(func=cmd_report)
 

@@ -94,5 +94,15 @@ def run_demo(settings: Settings, *, days: int = 35, seed: int = 7, users: int = 
     _say(f"== 5/5 Headline numbers as of {as_of} (measured vs. generator_rate)")
     conversion, retention = headline(warehouse_store(settings), as_of=as_of, expected=_expected_for_report(expected_rates(config)))
     _say(render_headline(conversion, retention))
-    _say(f"\nDone in {time.monotonic() - started:.0f} s. Try: engagement query \"SELECT * FROM join_conversion LIMIT 5\"")
+    from engagement.report_page import write_report
+
+    report = (settings.home / "report.html").resolve()
+    write_report(warehouse_store(settings), report, as_of=as_of)
+    _say(
+        f"\nDone in {time.monotonic() - started:.0f} s. Where to look next:\n"
+        f"  the report (charts, opens offline):  {report}\n"
+        '  a query to try:                      .venv/bin/engagement query "SELECT * FROM join_conversion ORDER BY cohort_date DESC LIMIT 5"\n'
+        "  what each table and column means:    .venv/bin/engagement tables join_conversion\n"
+        "  pipeline health (exit code 0 = ok):  .venv/bin/engagement status"
+    )
     return 0
