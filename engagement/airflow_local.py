@@ -71,6 +71,10 @@ def prepare_airflow(settings: Settings) -> None:
 def run_dag(settings: Settings, as_of: date) -> str:
     """Run one ``engagement_daily`` DAG run for ``as_of`` with ``dag.test()``; return its state."""
     prepare_airflow(settings)
+    import warnings
+
+    # Airflow's in-process test client still imports starlette's, which warns about httpx.
+    warnings.filterwarnings("ignore", message=r".*starlette\.testclient.*")
     import pendulum
     from airflow.dag_processing.dagbag import DagBag
 

@@ -117,11 +117,12 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
         count = write_jsonl(messages, Path(args.output))
         _say(f"wrote {count:,} messages to {args.output}")
         return 0
-    from engagement.progress import Progress
+    from engagement.progress import Progress, by_day
     from streaming.producer import produce
 
-    progress = Progress("produced")
-    count = produce(messages, settings.bootstrap_servers, progress=progress)
+    progress = Progress("generating and producing")
+    count = produce(by_day(messages, config.days, progress), settings.bootstrap_servers, progress=progress)
+    progress.fraction = 1.0
     progress(count, final=True)
     _say(f"produced {count:,} messages to {settings.bootstrap_servers}")
     return 0
@@ -154,19 +155,15 @@ def _dates(args: argparse.Namespace) -> list[date]:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from engagement.pipeline import run_daily, spark_for
+    from engagement.pipeline import STEP_NAMES, run_daily, spark_for
+    from engagement.progress import pipeline_progress
 
     dates = _dates(args)
     spark = spark_for(settings)
     for i, as_of in enumerate(dates, 1):
         started = time.monotonic()
-        result = run_daily(
-            spark,
-            settings,
-            as_of,
-            on_step=lambda step: print(f"[{i}/{len(dates)}] {as_of} {step}", file=sys.stderr, flush=True),
-            full_refresh=args.full_refresh and i == 1,
-        )
+        with pipeline_progress(f"[{i}/{len(dates)}] {as_of}", STEP_NAMES):
+            result = run_daily(spark, settings, as_of, full_refresh=args.full_refresh and i == 1)
         counts = ", ".join(f"{k}={v:,}" for k, v in result.gold_counts.items())
         _say(f"{as_of}: published in {time.monotonic() - started:.0f} s ({counts})")
     return 0
@@ -174,9 +171,21 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
     from engagement.pipeline import GATES, spark_for
+    from expectations.runner import QualityGateFailed
 
-    report = GATES[args.layer](spark_for(settings), settings, args.as_of)
-    _say(report.summary())
+    try:
+        report = GATES[args.layer](spark_for(settings), settings, args.as_of)
+    except QualityGateFailed as exc:
+        if args.format != "json":
+            raise
+        report = exc.report
+    _say(json.dumps(report.to_dict(), indent=2) if args.format == "json" else report.summary())
+    return 0 if report.passed else 1
+
+
+def cmd_config(settings: Settings, args: argparse.Namespace) -> int:
+    described = settings.describe()
+    _say(json.dumps(described, indent=2) if args.format == "json" else "\n".join(f"{k}={v}" for k, v in described.items()))
     return 0
 
 
@@ -281,6 +290,35 @@ def _add_generator_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--late", type=float, default=0.0, help="share of events that arrive 1-3 days late")
 
 
+# Shown under each command's --help (commands with their own epilog add these to it).
+EXAMPLES = {
+    "kafka": ["engagement kafka start", "engagement kafka status", "ENGAGEMENT_KAFKA_NODES=3 engagement kafka start"],
+    "topics": ["engagement topics create", "engagement topics create --partitions 6"],
+    "generate": ["engagement generate --days 35 --seed 7", "engagement generate --days 3 --output sample.jsonl",
+                 "engagement generate --late 0.02 --duplicates 0.01 --invalid 0.002"],
+    "load": ["engagement load                      run until SIGTERM (Ctrl-C), committing as it goes",
+             "engagement load --until-idle         stop once caught up"],
+    "run": ["engagement run --as-of 2026-11-04", "engagement run --from 2026-11-01 --to 2026-11-04",
+            "engagement run --as-of 2026-11-04 --full-refresh"],
+    "validate": ["engagement validate gold --as-of 2026-11-04", "engagement validate bronze --as-of 2026-11-04 --format json"],
+    "query": ['engagement query "SELECT * FROM join_conversion ORDER BY cohort_date DESC LIMIT 5"',
+              'engagement query "SELECT * FROM pipeline_runs" --format json',
+              "echo 'SELECT count(*) FROM group_health' | engagement query -"],
+    "status": ["engagement status", "engagement status --format json", "engagement status || alert-someone"],
+    "prune": ["engagement prune", "engagement prune --keep-days 30"],
+    "demo": ["engagement demo", "engagement demo --days 10 --users 500 --no-airflow"],
+    "config": ["engagement config", "engagement config --format json"],
+}  # fmt: skip
+
+
+def _add_examples(sub) -> None:
+    for name, parser in sub.choices.items():
+        if name in EXAMPLES:
+            examples = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES[name])
+            parser.epilog = f"{parser.epilog}\n\n{examples}" if parser.epilog else examples
+            parser.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engagement",
@@ -321,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "validate":
             p.add_argument("layer", choices=["bronze", "silver", "gold"])
             p.add_argument("--as-of", type=_date, required=True)
+            p.add_argument("--format", choices=["text", "json"], default="text")
         else:
             p.add_argument("--as-of", type=_date)
             p.add_argument("--from", dest="start", type=_date)
@@ -407,23 +446,74 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("config", help="show the effective settings (secrets masked)")
-    p.set_defaults(func=lambda settings, args: (_say("\n".join(f"{k}={v}" for k, v in settings.describe().items())), 0)[1])
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.set_defaults(func=cmd_config)
+    _add_examples(sub)
     return parser
+
+
+# Loggers whose INFO lines are this program's own: shown on the terminal. Everything else
+# (Spark's py4j, Airflow, Great Expectations, kafka-python, ...) goes to the log file only,
+# unless --verbose, and reaches the terminal only as a WARNING or worse of our own.
+OWN_LOGGERS = ("engagement", "streaming", "jobs", "expectations", "core", "dags")
+
+
+class _OwnMessages(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "expectations.runner" and record.levelno < logging.WARNING:
+            return False  # a gate's report: the command prints it, or its error says what failed
+        return record.name.split(".", 1)[0] in OWN_LOGGERS
+
+
+class _ConsoleFormat(logging.Formatter):
+    """``message`` for INFO, ``warning: message`` above; with timestamps for a long-running
+    service (``engagement load``), whose lines are read later."""
+
+    def __init__(self, timestamps: bool) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s" if timestamps else "%(message)s")
+        self.timestamps = timestamps
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if not self.timestamps and record.levelno >= logging.WARNING:
+            text = f"{record.levelname.lower()}: {text}"
+        return text
+
+
+def _configure_logging(command: str | None, *, verbose: bool) -> Path | None:
+    """Terminal: our own messages (everything with --verbose). File: everything, at INFO (DEBUG
+    with --verbose), in ``$ENGAGEMENT_HOME/logs/engagement-<command>.log``; its path is returned
+    (None when it cannot be written)."""
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(_ConsoleFormat(timestamps=verbose or command == "load"))
+    if not verbose:
+        console.addFilter(_OwnMessages())
+    root.addHandler(console)
+    # Chatty at DEBUG even in the file; --verbose shows them.
+    for noisy in ("py4j", "kafka", "botocore", "urllib3", "s3transfer", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    home = Path(os.environ.get("ENGAGEMENT_HOME", "var"))
+    log_file = (home / "logs" / f"engagement-{command or 'help'}.log").resolve()
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8")
+    except OSError:
+        return None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    os.environ.setdefault("ENGAGEMENT_LOG_FILE", str(log_file))  # for Spark's log4j (jobs.session)
+    return log_file
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("py4j", "great_expectations", "airflow"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    # kafka-python logs every reconnect attempt and slow event-loop task; our own messages say
-    # what matters (broker unreachable, lag, retries). --verbose shows the client's too.
-    logging.getLogger("kafka").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
+    log_file = _configure_logging(args.command, verbose=args.verbose)
+    if args.verbose:
+        os.environ["ENGAGEMENT_VERBOSE"] = "1"  # Spark keeps logging to the terminal too
     try:
         settings = get_settings()
         return args.func(settings, args)
@@ -439,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             if exc.details:
                 print(exc.details, file=sys.stderr)
+        logging.getLogger("engagement.cli").debug("failed", exc_info=True)
+        if log_file is not None and not args.verbose:
+            print(f"(the full log, other components' messages included: {log_file})", file=sys.stderr)
         print(f"error: {exc.one_line()}", file=sys.stderr)
         return exc.exit_code
 

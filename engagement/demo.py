@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from dataclasses import asdict
 from datetime import date, timedelta
@@ -37,7 +38,8 @@ def _expected_for_report(rates: dict) -> dict:
 
 
 def run_demo(settings: Settings, *, days: int = 35, seed: int = 7, users: int = 0, use_airflow: bool = True) -> int:
-    from engagement.progress import Progress
+    from engagement.pipeline import STEP_NAMES
+    from engagement.progress import Progress, by_day, pipeline_progress
     from engagement.report import headline, render_headline
     from streaming import broker
     from streaming.generator import GeneratorConfig, expected_rates, generate
@@ -46,6 +48,10 @@ def run_demo(settings: Settings, *, days: int = 35, seed: int = 7, users: int = 
     from streaming.topics import create_contract_topics
 
     started = time.monotonic()
+    # The bars below say what the loader's and the producer's INFO lines would (the log file
+    # keeps their warnings).
+    for chatty in ("engagement.loader", "streaming.producer"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     _say(f"== 1/5 Kafka (KRaft, single node) under {settings.kafka_dir}")
     broker.install(settings)
     _say("   " + broker.start(settings).message)
@@ -64,15 +70,19 @@ def run_demo(settings: Settings, *, days: int = 35, seed: int = 7, users: int = 
     if marker.exists():
         _say(f"   already produced ({marker.name}); not producing it again")
     else:
-        progress = Progress("   produced", every=3)
-        count = produce(generate(config), settings.bootstrap_servers, progress=progress)
+        progress = Progress("   generating and producing", every=3)
+        count = produce(by_day(generate(config), config.days, progress), settings.bootstrap_servers, progress=progress)
+        progress.fraction, progress.detail = 1.0, f"day {config.days}/{config.days}"
         progress(count, final=True)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps({"messages": count, "config": asdict(config)}, default=str, indent=2))
         _say(f"   produced {count:,} messages")
 
     _say("== 3/5 Loader: Kafka -> bronze / quarantine (until caught up)")
-    stats = Loader(settings, until_idle=True, idle_seconds=3).run()
+    produced = json.loads(marker.read_text())["messages"]
+    loading = Progress("   loading", every=3, total=produced)
+    stats = Loader(settings, until_idle=True, idle_seconds=3, progress=lambda s: loading(s.consumed)).run()
+    loading(stats.consumed, final=True)
     _say(
         f"   consumed {stats.consumed:,}: bronze {stats.bronze_rows:,}, quarantine {stats.quarantined:,} "
         f"(dead-lettered {stats.dead_lettered:,})"
@@ -83,12 +93,14 @@ def run_demo(settings: Settings, *, days: int = 35, seed: int = 7, users: int = 
         from engagement.airflow_local import run_dag
 
         _say(f"== 4/5 Airflow: engagement_daily for {as_of} (dag.test, SQLite metadata)")
-        run_dag(settings, as_of)
+        with pipeline_progress("   engagement_daily", STEP_NAMES):
+            run_dag(settings, as_of)
     else:
         from engagement.pipeline import run_daily, spark_for
 
         _say(f"== 4/5 Pipeline for {as_of} (without a scheduler)")
-        run_daily(spark_for(settings), settings, as_of, on_step=lambda s: _say(f"   {s}"))
+        with pipeline_progress("   pipeline", STEP_NAMES):
+            run_daily(spark_for(settings), settings, as_of)
     _say("   published")
 
     _say(f"== 5/5 Headline numbers as of {as_of} (measured vs. generator_rate)")

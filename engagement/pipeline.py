@@ -35,6 +35,7 @@ from core.layout import gold_build_key
 from core.settings import Settings
 from core.storage import warehouse_store
 from core.tables import GOLD_TABLES
+from engagement import progress
 
 log = logging.getLogger("engagement.pipeline")
 
@@ -101,7 +102,8 @@ def build_gold(spark, settings: Settings, as_of_date: date) -> dict[str, int]:
     tables, how = build_gold_tables(spark, store, version, as_of_date)
     build = new_build()
     seconds = {}
-    for name, df in tables.items():
+    for i, (name, df) in enumerate(tables.items()):
+        progress.table_started("build_gold", name, i, len(tables))
         started = time.monotonic()
         write_table(df.coalesce(1), store, gold_build_key(name, as_of_date, build))
         seconds[name] = round(time.monotonic() - started, 3)
@@ -174,6 +176,7 @@ def run_step(
     from engagement import runs
 
     step = step_named(name)
+    progress.step_started(name)
     runs.start_step(warehouse_store(settings), run_id, as_of_date, triggered_by)
     started = time.monotonic()
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -56,6 +57,14 @@ def build_spark(
         .config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     )
+    log_file = os.environ.get("ENGAGEMENT_LOG_FILE")
+    if log_file and not launched_by_spark_submit() and not os.environ.get("ENGAGEMENT_VERBOSE"):
+        # Spark's log lines to a file beside the CLI's log (the JVM starts with this session).
+        spark_log = str(Path(log_file).with_suffix(".spark.log"))
+        config = Path(__file__).with_name("log4j2.properties")
+        builder = builder.config(
+            "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={config} -Dengagement.spark.log={spark_log}"
+        )
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
