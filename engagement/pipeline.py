@@ -43,6 +43,12 @@ log = logging.getLogger("engagement.pipeline")
 # --------------------------------------------------------------------------------------------
 # Steps: each takes (spark, settings, as_of_date) and returns what it produced
 # --------------------------------------------------------------------------------------------
+def _data_docs(settings: Settings, as_of_date: date) -> dict[str, Any]:
+    """Where a gate writes its Great Expectations Data Docs: ``$ENGAGEMENT_HOME/data_docs``
+    (on the machine that runs the gate), one run per layer and date."""
+    return {"data_docs": settings.home / "data_docs", "run_name": as_of_date.isoformat()}
+
+
 def validate_bronze(spark, settings: Settings, as_of_date: date, *, full_refresh: bool = False):
     """The bronze gate, on what this run adds to silver: the ranges committed since the last
     run (all of bronze with ``full_refresh``). Fixes those ranges for build_silver."""
@@ -58,7 +64,7 @@ def validate_bronze(spark, settings: Settings, as_of_date: date, *, full_refresh
         "events": read_bronze_files(spark, store, BRONZE_EVENTS, files[BRONZE_EVENTS]),
         "identity": read_bronze_files(spark, store, BRONZE_IDENTITY, files[BRONZE_IDENTITY]),
     }
-    return validate_layer("bronze", tables)
+    return validate_layer("bronze", tables, **_data_docs(settings, as_of_date))
 
 
 def build_silver(spark, settings: Settings, as_of_date: date) -> dict[str, int]:
@@ -85,7 +91,7 @@ def validate_silver(spark, settings: Settings, as_of_date: date):
     dates = sorted(version.changes.dates) or version.event_dates[-1:]
     identity_map = read_with_schema(spark, store, version.identity_map, IDENTITY_MAP)
     events = with_person(read_with_schema(spark, store, version.event_files(dates), STORED_SCHEMA), identity_map)
-    return validate_layer("silver", {"events": events, "identity_map": identity_map})
+    return validate_layer("silver", {"events": events, "identity_map": identity_map}, **_data_docs(settings, as_of_date))
 
 
 def build_gold(spark, settings: Settings, as_of_date: date) -> dict[str, int]:
@@ -120,7 +126,9 @@ def validate_gold(spark, settings: Settings, as_of_date: date):
 
     store = warehouse_store(settings)
     files = staged(store, as_of_date)["tables"]
-    return validate_layer("gold", {name: read_files(spark, store, files[name]) for name in GOLD_TABLES})
+    return validate_layer(
+        "gold", {name: read_files(spark, store, files[name]) for name in GOLD_TABLES}, **_data_docs(settings, as_of_date)
+    )
 
 
 def publish(spark, settings: Settings, as_of_date: date) -> dict[str, Any]:

@@ -64,6 +64,7 @@ def finish_step(
             "passed": output.passed,
             "critical_failures": sum(len(r.critical_failures) for r in output.results),
             "warnings": sum(len(r.warnings) for r in output.results),
+            "data_docs": getattr(output, "data_docs", None),
         }
     elif isinstance(output, dict) and step.startswith("build_"):
         record["row_counts"].update(output)

@@ -253,6 +253,9 @@ def render_status(status: dict[str, Any]) -> str:
             for layer, g in runs["last"]["gate_results"].items()
         )
         lines.append(f"Gates of the last run: {gates}")
+        docs = [g["data_docs"] for g in runs["last"]["gate_results"].values() if g.get("data_docs")]
+        if docs:
+            lines.append(f"Data Docs of its gates: {docs[-1]}")
     fresh = status["freshness"]
     first = fresh["tables"][GOLD_TABLES[0]]
     if first["as_of_date"]:

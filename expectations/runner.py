@@ -56,6 +56,8 @@ class LayerReport:
 
     layer: str
     results: list[TableResult] = field(default_factory=list)
+    # The Great Expectations Data Docs of this gate run (its site's index.html), when written.
+    data_docs: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -91,6 +93,8 @@ class LayerReport:
             lines += [f"         warning:  {message}" for message in result.warnings]
         if not self.passed:
             lines.append(f"The {self.layer} layer was not published.")
+        if self.data_docs:
+            lines.append(f"Data Docs: {self.data_docs}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +103,7 @@ class LayerReport:
             "layer": self.layer,
             "passed": self.passed,
             "results": [asdict(result) for result in self.results],
+            "data_docs": self.data_docs,
         }
 
 
@@ -113,6 +118,8 @@ class QualityGateFailed(UserError):
         ]
         for result in report.results:
             lines += [f"  {result.table}: {message}" for message in result.critical_failures]
+        if report.data_docs:
+            lines.append(f"Every expectation and its result: {report.data_docs}")
         super().__init__("\n".join(lines))
 
 
@@ -121,13 +128,16 @@ def validate_layer(
     tables: dict[str, DataFrame],
     *,
     raise_on_failure: bool = True,
+    data_docs: str | os.PathLike | None = None,
+    run_name: str = "",
 ) -> LayerReport:
     """Validate each in-memory Spark DataFrame of ``layer`` against its suite.
 
     ``tables`` maps table names (``"events"``, ``"join_conversion"``, ...) to DataFrames; each
-    is validated once, in the order given. Raises :class:`QualityGateFailed` when a critical
-    expectation failed and ``raise_on_failure`` is true; ``ValueError`` for a layer or table
-    that has no suite.
+    is validated once, in the order given. With ``data_docs`` (a folder), the results are also
+    rendered as Great Expectations Data Docs there, under ``run_name``; the report names the
+    site's index. Raises :class:`QualityGateFailed` when a critical expectation failed and
+    ``raise_on_failure`` is true; ``ValueError`` for a layer or table that has no suite.
     """
     if layer not in LAYERS:
         raise ValueError(f"unknown layer {layer!r}; expected one of {', '.join(LAYERS)}")
@@ -142,15 +152,19 @@ def validate_layer(
         source_name = f"engagement_{layer}_{os.getpid()}_{next(_run_numbers)}"
         source = context.data_sources.add_spark(name=source_name)
         try:
-            results = [
-                _validate_table(source, layer, table, dataframe)
-                for table, dataframe in tables.items()
-            ]
+            validated = [_validate_table(source, layer, table, dataframe) for table, dataframe in tables.items()]
         finally:
             # Keep the long-lived context from accumulating one data source per run.
             context.data_sources.delete(source_name)
+        results = [result for result, _ in validated]
+        docs = None
+        if data_docs is not None:
+            try:
+                docs = _write_data_docs(context, layer, run_name, [(r.table, outcome) for r, outcome in validated], data_docs)
+            except Exception as exc:  # the docs are a view of the verdict, never a reason to change it
+                logger.warning("could not write Data Docs to %s: %s", data_docs, exc)
 
-    report = LayerReport(layer=layer, results=results)
+    report = LayerReport(layer=layer, results=results, data_docs=docs)
     # INFO, not ERROR: a failure reaches the operator as QualityGateFailed (whose message lists
     # it); logging it louder would print it twice where no logging is configured (the CLI).
     logger.info("%s", report.summary())
@@ -175,7 +189,38 @@ def _get_context() -> Any:
     return _context
 
 
-def _validate_table(source: Any, layer: str, table: str, dataframe: DataFrame) -> TableResult:
+def _write_data_docs(context: Any, layer: str, run_name: str, outcomes: list[tuple[str, Any]], folder) -> str:
+    """Render one gate run's results as Data Docs in ``folder``; return the site's index page."""
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    folder = os.path.abspath(folder)
+    site = f"engagement_{abs(hash(folder))}"
+    if site not in (context.get_config().data_docs_sites or {}):
+        context.add_data_docs_site(
+            site,
+            {
+                "class_name": "SiteBuilder",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": folder},
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            },
+        )
+    run = RunIdentifier(run_name=f"{layer}-{run_name or 'gate'}")
+    keys = []
+    for table, outcome in outcomes:
+        key = ValidationResultIdentifier(
+            expectation_suite_identifier=ExpectationSuiteIdentifier(name=f"{layer}.{table}"), run_id=run, batch_identifier=table
+        )
+        context.validation_results_store.set(key, outcome)
+        keys.append(key)
+    built = context.build_data_docs(site_names=[site], resource_identifiers=keys)
+    return built[site].removeprefix("file://")
+
+
+def _validate_table(source: Any, layer: str, table: str, dataframe: DataFrame) -> tuple[TableResult, Any]:
     started = time.monotonic()
     suite = SUITES[(layer, table)]()
     asset = source.add_dataframe_asset(name=table)
@@ -190,6 +235,10 @@ def _validate_table(source: Any, layer: str, table: str, dataframe: DataFrame) -
         failed = [each for each in outcome.results if not each.success]
         if failed:
             failed = _explain(batch, suite.name, failed)
+            # The Data Docs show the explained results (counts, examples) of the failures.
+            if len(failed) == sum(1 for each in outcome.results if not each.success):
+                explained = iter(failed)
+                outcome.results = [each if each.success else next(explained) for each in outcome.results]
     finally:
         # GX persists the batch's DataFrame for its many metric passes; release it again.
         if not was_cached:
@@ -209,7 +258,7 @@ def _validate_table(source: Any, layer: str, table: str, dataframe: DataFrame) -
         warnings=warnings,
         evaluated=len(outcome.results),
         seconds=round(time.monotonic() - started, 3),
-    )
+    ), outcome
 
 
 def _explain(batch: Any, suite_name: str, failed: list[Any]) -> list[Any]:

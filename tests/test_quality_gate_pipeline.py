@@ -4,6 +4,7 @@ silver typing and dedup, and quality gates that stop publication."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from datetime import date, datetime, timezone
 
@@ -137,10 +138,20 @@ def test_null_in_required_bronze_column_fails_the_gate(spark, settings):
         pa.Table.from_pylist([row], schema=bronze.BRONZE_EVENTS_SCHEMA),
         pa.Table.from_pylist([], schema=bronze.QUARANTINE_SCHEMA),
     )  # fmt: skip
-    with pytest.raises(QualityGateFailed, match="event_id"):
+    with pytest.raises(QualityGateFailed, match="event_id") as raised:
         pipeline.run_daily(spark, settings, AS_OF)
     assert published_dates(settings.warehouse) == []
     assert silver_log.head(LocalStore(settings.warehouse)) is None  # nothing reached silver
+
+    # The gate wrote Great Expectations Data Docs; the failure and `engagement status` name them.
+    from engagement.status import pipeline_status, render_status
+
+    index = settings.home / "data_docs" / "index.html"
+    assert f"Every expectation and its result: {index}" in str(raised.value)
+    (page,) = (settings.home / "data_docs" / "validations" / "bronze" / "events").rglob("*.html")
+    text = " ".join(re.sub(r"<[^>]+>", " ", page.read_text()).split())
+    assert "Status: Failed" in text and "Unsuccessful Expectations 1" in text and "event_id" in text, text[-3000:]
+    assert f"Data Docs of its gates: {index}" in render_status(pipeline_status(settings))
 
 
 def test_rerun_of_the_same_date_gives_the_same_rows(spark, loaded):
