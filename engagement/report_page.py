@@ -56,6 +56,11 @@ def _figure(title: str, x_title: str, y_title: str, **layout):
     return figure
 
 
+def _thin(labels: list[str], what: str) -> list[str]:
+    """A note naming the series that rest on fewer than THIN ``what`` (none when there are none)."""
+    return [f"Thin (fewer than {THIN} {what}): {', '.join(labels)}."] if labels else []
+
+
 def _empty(figure, as_of: date) -> None:
     figure.add_annotation(text=f"no rows as of {as_of}", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
 
@@ -160,9 +165,7 @@ def survival_chart(con, as_of: date) -> Chart:
     if not rows:
         _empty(figure, as_of)
     notes = [f"Only groups whose first event is at least 30 days before {as_of} count: younger groups' fate is not known yet."]
-    thin = [f"{r['platform']} {r['origin_channel']}" for r in rows if r["groups"] < THIN]
-    if thin:
-        notes.append(f"Thin (fewer than {THIN} groups): {', '.join(thin)}.")
+    notes += _thin([f"{r['platform']} {r['origin_channel']}" for r in rows if r["groups"] < THIN], "groups")
     return Chart("survival", figure.layout.title.text, "Do groups survive their first 30 days, by the channel that created them?", figure, notes)
 
 
@@ -220,9 +223,7 @@ def lifetime_chart(con, as_of: date) -> Chart:
     if not rows:
         _empty(figure, as_of)
     notes = [f"Lifetimes end at {as_of} at the latest: members still active then will live longer, so recent months read low."]
-    thin = [f"{r['platform']} {r['cohort_month']:%Y-%m}" for r in rows if r["users"] < THIN]
-    if thin:
-        notes.append(f"Thin (fewer than {THIN} members): {', '.join(thin)}.")
+    notes += _thin([f"{r['platform']} {r['cohort_month']:%Y-%m}" for r in rows if r["users"] < THIN], "members")
     return Chart("lifetime", figure.layout.title.text, "How long do members stay?", figure, notes)
 
 

@@ -478,6 +478,17 @@ def _leftovers(home: LoaderHome, settings: Settings) -> list[str]:
     return found or ["between batches"]
 
 
+def _load_to_the_end_and_stop(home: LoaderHome, produced: Produced, *, watch, processes) -> None:
+    """Wait until every offset is committed (``watch`` still running), SIGTERM ``processes``
+    (each must exit 0), then everything is there exactly once and Kafka's offsets are at the end."""
+    home.wait_for_progress(produced.total - 1, watch, timeout=LOADER_TIMEOUT_S)
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+        assert home.wait(process, timeout=60) == 0, home.logs()
+    assert_exactly_once(home, produced)
+    assert committed_offsets(produced.settings, home.group) == produced.end_offsets
+
+
 def _finish(home: LoaderHome, produced: Produced) -> None:
     """A last loader with --until-idle must exit 0; then everything is there exactly once."""
     final = home.start(until_idle=True)
@@ -691,12 +702,7 @@ def test_a_stalled_loader_is_evicted_writes_nothing_it_lost_and_rejoins(
     # the batch it held for them; it rejoins the group and shares the rest of the work.
     time.sleep(3)
     assert stalled.poll() is None, f"the stalled loader exited after the stall\n{loader_home.logs()}"
-    loader_home.wait_for_progress(produced.total - 1, other, timeout=LOADER_TIMEOUT_S)
-    for process in (stalled, other):
-        process.send_signal(signal.SIGTERM)
-        assert loader_home.wait(process, timeout=60) == 0, loader_home.logs()
-    assert_exactly_once(loader_home, produced)
-    assert committed_offsets(produced.settings, loader_home.group) == produced.end_offsets
+    _load_to_the_end_and_stop(loader_home, produced, watch=other, processes=(stalled, other))
     log = (loader_home.home / "loader-0.log").read_text()
     assert log.count("partitions assigned:") >= 2, "the stalled loader never rejoined the group"
 
@@ -723,12 +729,7 @@ def test_a_partition_kept_through_a_rebalance_is_read_again_from_what_bronze_hol
     time.sleep(2)  # it reads (and holds) part of the backlog
     assert loader_home.marked() == 0, "the first loader published before the second one joined"
     second = loader_home.start(until_idle=False, **hold_everything)
-    loader_home.wait_for_progress(produced.total - 1, first, timeout=LOADER_TIMEOUT_S)
-    for process in (first, second):
-        process.send_signal(signal.SIGTERM)
-        assert loader_home.wait(process, timeout=60) == 0, loader_home.logs()
-    assert_exactly_once(loader_home, produced)
-    assert committed_offsets(produced.settings, loader_home.group) == produced.end_offsets
+    _load_to_the_end_and_stop(loader_home, produced, watch=first, processes=(first, second))
     assert log.read_text().count("partitions assigned:") >= 2, "no rebalance happened"
 
 
