@@ -201,7 +201,7 @@ def lifetime_chart(con, as_of: date) -> Chart:
 
     rows = _rows(con, "SELECT * FROM member_lifetime ORDER BY platform, cohort_month")
     figure = _figure("Member lifetime by first-join month", "month of the member's first join", "days from first join to last event",
-                     barmode="group", xaxis={"type": "category"})  # fmt: skip
+                     barmode="group", scattermode="group", xaxis={"type": "category"})  # fmt: skip
     for platform in ("kuaishou", "wechat"):
         mine = [r for r in rows if r["platform"] == platform]
         if not mine:
@@ -209,11 +209,11 @@ def lifetime_chart(con, as_of: date) -> Chart:
         months = [r["cohort_month"].isoformat()[:7] for r in mine]
         figure.add_trace(go.Bar(
             x=months, y=[r["avg_lifetime_days"] for r in mine], customdata=[r["users"] for r in mine],
-            name=f"{platform} mean", marker_color=PLATFORM_COLOURS[platform],
+            name=f"{platform} mean", marker_color=PLATFORM_COLOURS[platform], offsetgroup=platform,
             hovertemplate=f"{platform}, cohort %{{x}}: mean %{{y:.1f}} days over %{{customdata}} members<extra></extra>",
         ))  # fmt: skip
         figure.add_trace(go.Scatter(
-            x=months, y=[r["median_lifetime_days"] for r in mine], mode="markers", name=f"{platform} median",
+            x=months, y=[r["median_lifetime_days"] for r in mine], mode="markers", name=f"{platform} median", offsetgroup=platform,
             marker={"color": PLATFORM_COLOURS[platform], "symbol": "diamond", "size": 10, "line": {"width": 1, "color": "black"}},
             hovertemplate=f"{platform}, cohort %{{x}}: median %{{y:.1f}} days<extra></extra>",
         ))  # fmt: skip
