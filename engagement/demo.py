@@ -116,6 +116,6 @@ def run_demo(settings: Settings, *, days: int = 35, seed: int = 7, users: int = 
         '  a query to try:                      .venv/bin/engagement query "SELECT * FROM join_conversion ORDER BY cohort_date DESC LIMIT 5"\n'
         "  what each table and column means:    .venv/bin/engagement tables join_conversion\n"
         "  pipeline health (exit code 0 = ok):  .venv/bin/engagement status\n"
-        f"  the full logs (Spark, GX, Kafka):    {(settings.home / 'logs').resolve()}"
+        f"  the logs of this command:            {(settings.home / 'logs').resolve()}"
     )
     return 0
