@@ -105,7 +105,8 @@ def test_the_failure_callback_names_the_date_the_step_and_the_expectations(tmp_p
     monkeypatch.setenv("ENGAGEMENT_HOME", str(tmp_path))
     warehouse = tmp_path / "warehouse"
     runs.start_step(warehouse, "manual__x", date(2026, 11, 4), "manual")
-    report = LayerReport("gold", [TableResult("gold", "join_conversion", False, ["conversion_rate between 0 and 1: 2 of 9 rows"])])
+    docs = str(tmp_path / "data_docs" / "index.html")
+    report = LayerReport("gold", [TableResult("gold", "join_conversion", False, ["conversion_rate between 0 and 1: 2 of 9 rows"])], docs)
     # What Airflow hands a task's on_failure_callback (the parts it reads).
     context = {
         "task_instance": SimpleNamespace(task_id="validate_gold", try_number=3, max_tries=2),
@@ -120,4 +121,4 @@ def test_the_failure_callback_names_the_date_the_step_and_the_expectations(tmp_p
     assert "failed expectation in gold.join_conversion: conversion_rate between 0 and 1: 2 of 9 rows" in caplog.text
     (record,) = runs.list_runs(warehouse)
     assert (record["status"], record["failed_step"]) == ("failed", "validate_gold")
-    assert record["gate_results"]["gold"] == {"passed": False, "critical_failures": 1, "warnings": 0}
+    assert record["gate_results"]["gold"] == {"passed": False, "critical_failures": 1, "warnings": 0, "data_docs": docs}
