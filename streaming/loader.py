@@ -32,7 +32,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 
 from core import loader_log
 from core.contract import (
@@ -548,8 +547,8 @@ class Loader:
                     part.topic,
                     part.partition,
                     OffsetRange(part.first, part.last),
-                    pa.Table.from_pylist(part.rows, schema=bronze.SCHEMAS[table_name]),
-                    pa.Table.from_pylist(part.quarantined, schema=bronze.QUARANTINE_SCHEMA),
+                    bronze.rows_table(part.rows, bronze.SCHEMAS[table_name]),
+                    bronze.rows_table(part.quarantined, bronze.QUARANTINE_SCHEMA),
                 )
             except FileNotFoundError:
                 commit = None  # another loader's recovery tidied this partition: it owns it now
