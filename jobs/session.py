@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -58,15 +60,35 @@ def build_spark(
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     )
     log_file = os.environ.get("ENGAGEMENT_LOG_FILE")
+    jvm_stderr = contextlib.nullcontext()
     if log_file and not launched_by_spark_submit() and not os.environ.get("ENGAGEMENT_VERBOSE"):
         # Spark's log lines to a file beside the CLI's log (the JVM starts with this session).
         spark_log = str(Path(log_file).with_suffix(".spark.log"))
+        jvm_stderr = _stderr_to(spark_log)
         config = Path(__file__).with_name("log4j2.properties")
         builder = builder.config(
             "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={config} -Dengagement.spark.log={spark_log}"
         )
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    with jvm_stderr:
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+@contextlib.contextmanager
+def _stderr_to(path: str) -> Iterator[None]:
+    """Point this process's standard error (file descriptor 2) at ``path`` while the JVM is
+    launched: the JVM inherits it, so what it writes there itself, outside log4j (the Java
+    launcher's "WARNING: Using incubator modules"), goes to the log instead of the terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -70,7 +70,7 @@ def test_loader_and_daily_run_on_object_storage_give_the_rows_of_a_local_folder(
     # A quiet terminal: the run's progress and result, not Spark's, GX's or boto's log lines;
     # those are in the log files under ENGAGEMENT_HOME/logs.
     terminal = done.stdout + done.stderr
-    for noise in ("log4j", "WARN ", "INFO ", "py4j", "botocore", "great_expectations", "Quality gate"):
+    for noise in ("log4j", "WARN", "INFO ", "py4j", "botocore", "great_expectations", "Quality gate"):
         assert noise not in terminal, f"{noise!r} on the terminal:\n{terminal[-3000:]}"
     assert "6 steps done" in terminal and f"{AS_OF}: published in" in terminal, terminal[-3000:]
     assert "Quality gate for layer 'gold': PASSED" in (on_s3.home / "logs" / "engagement-run.log").read_text()
