@@ -32,7 +32,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-
 from core import loader_log
 from core.contract import (
     DEADLETTER_TOPIC,
