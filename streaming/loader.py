@@ -3,7 +3,9 @@
 For every message consumed exactly one of bronze or quarantine holds it (DESIGN section 3):
 
 * ``route`` (pure, unit-tested on bytes) validates one message against the contract and turns
-  it into a bronze row or a quarantine row with the reason.
+  it into a bronze row or a quarantine row with the reason. Each poll's records of a partition
+  go through ``streaming.fast_route.route_batch``, which gives the same rows: it accepts the
+  messages it can prove valid in bulk with pyarrow and hands every other one to ``route``.
 * Records are gathered into a batch bounded by count, bytes and age, then published: dead
   letters (acknowledged by the broker), then per partition the quarantine and bronze files
   named by the offset range, then the range's commit in the partition's commit log
@@ -32,6 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from core import loader_log
 from core.contract import (
     DEADLETTER_TOPIC,
@@ -47,6 +51,7 @@ from core.layout import QUARANTINE, OffsetRange, bronze_table_for
 from core.settings import Settings
 from core.storage import warehouse_store
 from streaming import bronze
+from streaming.fast_route import RoutedBatch, route_batch
 
 log = logging.getLogger("engagement.loader")
 
@@ -131,9 +136,15 @@ class _PartitionBatch:
     partition: int
     first: int
     last: int = -1
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    # The bronze rows, one table per poll (in offset order), and how many they are.
+    rows: list[pa.Table] = field(default_factory=list)
+    bronze_rows: int = 0
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     bytes: int = 0
+
+    def bronze_table(self, schema: pa.Schema) -> pa.Table:
+        """The batch's bronze rows as one table of ``schema``."""
+        return pa.concat_tables(self.rows) if self.rows else schema.empty_table()
 
 
 @dataclass
@@ -145,25 +156,32 @@ class Batch:
     bytes: int = 0
     started: float = 0.0
 
-    def add(self, record: Any, routed: Routed) -> None:
-        key = (record.topic, record.partition)
+    def add(self, records: list[Any], routed: RoutedBatch) -> None:
+        """Add one poll's records of one partition (in offset order) and their routing."""
+        if not records:
+            return
+        first = records[0]
+        key = (first.topic, first.partition)
         part = self.parts.get(key)
         if part is None:
-            part = self.parts[key] = _PartitionBatch(record.topic, record.partition, record.offset)
+            part = self.parts[key] = _PartitionBatch(first.topic, first.partition, first.offset)
         if not self.records:
             self.started = time.monotonic()
-        part.last = record.offset
-        (part.quarantined if routed.rejection else part.rows).append(routed.row)
-        size = len(record.value or b"") + len(record.key or b"")
+        part.last = records[-1].offset
+        if routed.bronze.num_rows:
+            part.rows.append(routed.bronze)
+            part.bronze_rows += routed.bronze.num_rows
+        part.quarantined.extend(routed.quarantined)
+        size = sum(len(record.value or b"") + len(record.key or b"") for record in records)
         part.bytes += size
-        self.records += 1
+        self.records += len(records)
         self.bytes += size
 
     def drop(self, topic: str, partition: int) -> _PartitionBatch | None:
         """Forget one partition's records (they were not published, so they are read again)."""
         part = self.parts.pop((topic, partition), None)
         if part is not None:
-            self.records -= len(part.rows) + len(part.quarantined)
+            self.records -= part.bronze_rows + len(part.quarantined)
             self.bytes -= part.bytes
         return part
 
@@ -444,18 +462,19 @@ class Loader:
                 polled = {}
             ingest_time = datetime.now(timezone.utc)
             for records in polled.values():
-                for record in records:
-                    routed = route(
-                        record.topic,
-                        record.partition,
-                        record.offset,
-                        record.key,
-                        record.value,
-                        record.timestamp,
-                        ingest_time,
-                    )
-                    self.batch.add(record, routed)
-                    self.stats.consumed += 1
+                if not records:
+                    continue
+                routed = route_batch(
+                    records[0].topic,
+                    records[0].partition,
+                    [record.offset for record in records],
+                    [record.key for record in records],
+                    [record.value for record in records],
+                    [record.timestamp for record in records],
+                    ingest_time,
+                )
+                self.batch.add(records, routed)
+                self.stats.consumed += len(records)
             now = time.monotonic()
             if self.batch and (
                 self.batch.records >= s.loader_batch_max_records
@@ -546,7 +565,7 @@ class Loader:
                     part.topic,
                     part.partition,
                     OffsetRange(part.first, part.last),
-                    bronze.rows_table(part.rows, bronze.SCHEMAS[table_name]),
+                    part.bronze_table(bronze.SCHEMAS[table_name]),
                     bronze.rows_table(part.quarantined, bronze.QUARANTINE_SCHEMA),
                 )
             except FileNotFoundError:
@@ -554,7 +573,7 @@ class Loader:
             if commit is None or commit.last != part.last:
                 self._lost_race(tp, part, commit)
                 continue
-            self.stats.bronze_rows += len(part.rows)
+            self.stats.bronze_rows += part.bronze_rows
             self.stats.quarantined += len(part.quarantined)
             self._to_commit[tp] = part.last + 1
             self._durable_next[tp] = part.last + 1
