@@ -66,15 +66,30 @@ _SAFE_RFC3339 = (
 # Bytes a value may not contain to be parsed in bulk: the line separator of the bulk text,
 # other control bytes (JSON allows some between tokens; the reader's idea of lines might
 # differ), and the backslash: escapes are where JSON decoders disagree (lone surrogates,
-# escaped key names), and they are rare in real traffic.
-_BULK_UNSAFE = re.compile(rb"[\x00-\x1f\\]")
+# escaped key names), and they are rare in real traffic. Checked on values known to be UTF-8.
+_BULK_UNSAFE = r"[\x00-\x1f\\]"
+# One JSON object holding no other object: "{", then anything but "{", then "}".
+_ONE_FLAT_OBJECT = r"^\{[^{]*\}$"
 # Kafka timestamps (ms) below this convert to microseconds exactly as
 # datetime.fromtimestamp(ms / 1000) does (the float's error stays under half a microsecond
 # up to 2**32 s, the year 2106); later ones are routed one by one.
 _EXACT_TIMESTAMP_MS = 2**32 * 1000
-# A failed bulk parse is split in halves until this size; a failing piece this small is
-# judged one message at a time.
-_SMALLEST_BULK = 16
+# Signs, in a value without backslashes (so no string holds a quote), that the bulk parse
+# would refuse it: a string field whose value is neither a string nor null, or a
+# schema_version other than a plain 1. They are only for speed: one refused message makes the
+# reader fail a whole piece, which is then split and parsed again; the reader itself still
+# refuses every such message, and a message wrongly thought suspicious merely takes the slow
+# path. (Unknown fields holding objects are caught by _ONE_FLAT_OBJECT; other
+# unknown fields and duplicate keys are left to the reader.)
+_STRING_FIELDS = "|".join(name for name in EVENT_FIELDS if name != "schema_version")
+_SUSPICIOUS = (
+    _BULK_UNSAFE
+    + rf'|"({_STRING_FIELDS})"\s*:\s*[^"n\s]'
+    + r'|"schema_version"\s*:\s*([^1\s]|1[^,}\s])'
+)
+# The JSON reader's errors name the row of their block: "... in row 17".
+_ERROR_ROW = re.compile(r" in row (\d+)$")
+_PARSE_BUDGET = 64
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
@@ -134,15 +149,28 @@ def route_batch(
 # --------------------------------------------------------------------------------------------
 def _vetted(platform: str, values: Sequence[bytes | None], timestamps_ms: Sequence[int | None]) -> tuple[list[int], pa.Table | None]:
     """The messages the fast path accepts: their indices (ascending) and their parsed fields."""
-    candidates = [i for i, value in enumerate(values) if _bulk_parseable(value) and _exact_timestamp(timestamps_ms[i])]
+    raw = pa.array(values, pa.binary())  # tombstones are nulls
+    stamps = pa.array(timestamps_ms, pa.int64())
+    # Tombstones, oversized values and anything that is not one flat JSON object on its own go
+    # to route(), which names their error; so do objects holding objects (unknown fields, such
+    # as a client description, on which the bulk parse would fail), suspicious values, and
+    # Kafka timestamps too late to convert exactly in bulk.
+    bulk = pc.and_(
+        pc.and_(
+            pc.less_equal(pc.binary_length(raw), MAX_MESSAGE_BYTES),
+            pc.match_substring_regex(raw, _ONE_FLAT_OBJECT),
+        ),
+        pc.and_(
+            pc.invert(pc.match_substring_regex(raw, _SUSPICIOUS)),
+            pc.or_(pc.is_null(stamps), pc.less(stamps, _EXACT_TIMESTAMP_MS)),
+        ),
+    )
+    candidates = pc.indices_nonzero(pc.fill_null(bulk, False)).to_pylist()
     if not candidates:
         return [], None
-    text = b"\n".join(values[i] for i in candidates)
-    # Cheap whole-batch checks first; only when they fail are messages looked at one by one.
-    if _BULK_UNSAFE.search(text) is not None:
-        candidates = [i for i in candidates if _BULK_UNSAFE.search(values[i]) is None]
-    if not text.isascii():
-        candidates = [i for i in candidates if _is_utf8(values[i])]
+    # Cheap whole-poll check first; only when it fails are messages looked at one by one.
+    if not b"".join(values[i] for i in candidates).isascii():
+        candidates = [i for i in candidates if values[i].isascii() or _is_utf8(values[i])]
     accepted: list[int] = []
     tables: list[pa.Table] = []
     # Pieces come back in message order, so the accepted indices stay ascending.
@@ -157,23 +185,6 @@ def _vetted(platform: str, values: Sequence[bytes | None], timestamps_ms: Sequen
     return accepted, pa.concat_tables(tables)
 
 
-def _bulk_parseable(value: bytes | None) -> bool:
-    # Tombstones, oversized values and anything that is not one JSON object on its own go to
-    # route(), which names their error; so do objects with nested objects (unknown fields,
-    # such as a client description, that would make the bulk parse fail).
-    return (
-        value is not None
-        and len(value) <= MAX_MESSAGE_BYTES
-        and value[:1] == b"{"
-        and value[-1:] == b"}"
-        and value.find(b"{", 1) == -1
-    )
-
-
-def _exact_timestamp(timestamp_ms: int | None) -> bool:
-    return timestamp_ms is None or timestamp_ms < _EXACT_TIMESTAMP_MS
-
-
 def _is_utf8(value: bytes) -> bool:
     try:
         value.decode("utf-8")
@@ -183,29 +194,53 @@ def _is_utf8(value: bytes) -> bool:
 
 
 def _parse_pieces(candidates: list[int], values: Sequence[bytes | None]) -> list[tuple[list[int], pa.Table]]:
-    """Parse the candidates' values in bulk; halve a piece the reader refuses, drop small ones.
+    """Parse the candidates' values in bulk; split a piece the reader refuses.
 
     A piece counts as parsed only when it gave exactly one row per message: two objects on one
-    line (``{...}{...}``, invalid JSON) would otherwise shift every row after them.
+    line (``{...}{...}``, invalid JSON) would otherwise shift every row after them. Pieces come
+    back in message order. After ``_PARSE_BUDGET`` attempts the pieces left go to route(): a
+    poll full of messages the reader refuses costs a bounded amount more than route() alone.
     """
     out: list[tuple[list[int], pa.Table]] = []
     pending = [candidates]
-    while pending:
+    attempts = 0
+    while pending and attempts < _PARSE_BUDGET:
         piece = pending.pop()
+        attempts += 1
         try:
             parsed = pj.read_json(
                 io.BytesIO(b"\n".join(values[i] for i in piece)),
                 read_options=_READ_OPTIONS,
                 parse_options=_PARSE_OPTIONS,
             )
-        except (pa.ArrowInvalid, UnicodeDecodeError):
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             parsed = None
+            error = str(exc)
+        else:
+            error = ""
         if parsed is not None and parsed.num_rows == len(piece):
             out.append((piece, parsed))
-        elif len(piece) > _SMALLEST_BULK:
-            middle = len(piece) // 2
-            pending.extend((piece[middle:], piece[:middle]))
+        elif len(piece) > 1:
+            pending.extend(reversed(_split(piece, error)))
     return out
+
+
+def _split(piece: list[int], error: str) -> list[list[int]]:
+    """``piece`` cut into parts that leave out the row the reader's error names, if it does.
+
+    The rows before the named one probably parse; the rest is halved, so that many refused
+    messages cost a number of attempts logarithmic, not linear, in the piece's size. The row
+    number is only a hint (it counts within the reader's block): every part is parsed again,
+    so a wrong hint costs time, never correctness.
+    """
+    hint = _ERROR_ROW.search(error)
+    row = int(hint.group(1)) if hint else -1
+    if 0 <= row < len(piece):
+        rest = piece[row + 1 :]  # the row itself goes to route()
+        parts = [piece[:row], rest[: len(rest) // 2], rest[len(rest) // 2 :]]
+    else:
+        parts = [piece[: len(piece) // 2], piece[len(piece) // 2 :]]
+    return [part for part in parts if part]
 
 
 def _id(column: pa.ChunkedArray, *, required: bool) -> pa.ChunkedArray:
@@ -268,22 +303,26 @@ def _fast_table(
 ) -> pa.Table:
     """The bronze rows of the accepted messages ``at``, built as route() builds them."""
     n = len(at)
-    micros = []
-    for i in at:
-        ms = timestamps_ms[i]
-        # route(): a negative timestamp (none given) is null; see _EXACT_TIMESTAMP_MS.
-        micros.append(ms * 1000 if ms is not None and ms >= 0 else None)
+    taken = pa.array(at, pa.int64())
+    binary_keys = pa.array(keys, pa.binary()).take(taken)
+    try:
+        kafka_keys = binary_keys.cast(pa.string())  # checks UTF-8: the keys decode as they are
+    except pa.ArrowInvalid:
+        kafka_keys = pa.array(
+            [keys[i].decode("utf-8", errors="replace") if keys[i] is not None else None for i in at], pa.string()
+        )
+    # route(): no timestamp, or a negative one (none given), is null; see _EXACT_TIMESTAMP_MS.
+    stamps = pa.array(timestamps_ms, pa.int64()).take(taken)
+    stamps = pc.if_else(pc.less(stamps, 0), pa.scalar(None, pa.int64()), pc.multiply(stamps, 1000))
     columns = {name: fields.column(name) for name in EVENT_FIELDS}
     columns.update(
         extra=pa.nulls(n, pa.string()),
-        kafka_topic=pa.array([topic] * n, pa.string()),
-        kafka_partition=pa.array([partition] * n, pa.int32()),
-        kafka_offset=pa.array([offsets[i] for i in at], pa.int64()),
-        kafka_key=pa.array(
-            [keys[i].decode("utf-8", errors="replace") if keys[i] is not None else None for i in at], pa.string()
-        ),
-        kafka_timestamp=pa.array(micros, pa.int64()).cast(_TIMESTAMP),
-        ingest_time=pa.array([ingest_time] * n, _TIMESTAMP),
+        kafka_topic=pa.repeat(pa.scalar(topic, pa.string()), n),
+        kafka_partition=pa.repeat(pa.scalar(partition, pa.int32()), n),
+        kafka_offset=pa.array(offsets, pa.int64()).take(taken),
+        kafka_key=kafka_keys,
+        kafka_timestamp=stamps.cast(_TIMESTAMP),
+        ingest_time=pa.repeat(pa.scalar(ingest_time, _TIMESTAMP), n),
     )
     schema = bronze.SCHEMAS[BRONZE_EVENTS]
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
