@@ -44,11 +44,12 @@ from core.contract import (
 from core.layout import BRONZE_EVENTS, bronze_table_for
 from streaming import bronze
 
-# The contract's fields as the JSON reader must find them: any other field, a field of
-# another JSON type, or a field given twice makes the reader fail (then the messages are
-# judged one by one), so an accepted message has no `extra`.
+# The contract's fields as the JSON reader must find them: a field of another JSON type, or a
+# field given twice, makes the reader fail (then the messages are judged one by one). Other
+# fields become columns of their own; a message that names one takes the slow path (see
+# _vetted), so an accepted message has no `extra`.
 _EVENT_JSON_SCHEMA = pa.schema(bronze.BRONZE_EVENTS_SCHEMA.field(name) for name in EVENT_FIELDS)
-_PARSE_OPTIONS = pj.ParseOptions(explicit_schema=_EVENT_JSON_SCHEMA, unexpected_field_behavior="error")
+_PARSE_OPTIONS = pj.ParseOptions(explicit_schema=_EVENT_JSON_SCHEMA, unexpected_field_behavior="infer")
 # The loader is one thread among other work: no reader threads of its own.
 _READ_OPTIONS = pj.ReadOptions(use_threads=False, block_size=4 * 1024 * 1024)
 
@@ -68,8 +69,12 @@ _SAFE_RFC3339 = (
 # differ), and the backslash: escapes are where JSON decoders disagree (lone surrogates,
 # escaped key names), and they are rare in real traffic. Checked on values known to be UTF-8.
 _BULK_UNSAFE = r"[\x00-\x1f\\]"
-# One JSON object holding no other object: "{", then anything but "{", then "}".
-_ONE_FLAT_OBJECT = r"^\{[^{]*\}$"
+# Not one flat JSON object: empty, not starting with "{" or not ending with "}", or with a
+# "{" or "[" after the first byte. Only flat objects reach the reader: it recurses into
+# nested values and crashes the process (stack overflow) on a few thousand levels of them,
+# where route() answers InvalidJson. (A newline is _BULK_UNSAFE, so "." covers every other
+# character.)
+_NOT_ONE_FLAT_OBJECT = r"^$|^[^{]|[^}]$|.[{\[]"
 # Kafka timestamps (ms) below this convert to microseconds exactly as
 # datetime.fromtimestamp(ms / 1000) does (the float's error stays under half a microsecond
 # up to 2**32 s, the year 2106); later ones are routed one by one.
@@ -79,17 +84,21 @@ _EXACT_TIMESTAMP_MS = 2**32 * 1000
 # schema_version other than a plain 1. They are only for speed: one refused message makes the
 # reader fail a whole piece, which is then split and parsed again; the reader itself still
 # refuses every such message, and a message wrongly thought suspicious merely takes the slow
-# path. (Unknown fields holding objects are caught by _ONE_FLAT_OBJECT; other
-# unknown fields and duplicate keys are left to the reader.)
+# path. (Duplicate keys are left to the reader.)
 _STRING_FIELDS = "|".join(name for name in EVENT_FIELDS if name != "schema_version")
 _SUSPICIOUS = (
     _BULK_UNSAFE
     + rf'|"({_STRING_FIELDS})"\s*:\s*[^"n\s]'
     + r'|"schema_version"\s*:\s*([^1\s]|1[^,}\s])'
 )
+_NOT_FOR_BULK = f"{_NOT_ONE_FLAT_OBJECT}|{_SUSPICIOUS}"
 # The JSON reader's errors name the row of their block: "... in row 17".
 _ERROR_ROW = re.compile(r" in row (\d+)$")
-_PARSE_BUDGET = 64
+_PARSE_BUDGET = 3
+_MAX_ATTEMPTS = 8
+# Each bulk step costs a fixed ~0.2-1 ms (reader set-up, regex compilation, some 60 compute
+# calls) whatever the number of messages; below this many, route() one by one is cheaper.
+_MIN_BULK = 128
 _TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 
@@ -149,6 +158,8 @@ def route_batch(
 # --------------------------------------------------------------------------------------------
 def _vetted(platform: str, values: Sequence[bytes | None], timestamps_ms: Sequence[int | None]) -> tuple[list[int], pa.Table | None]:
     """The messages the fast path accepts: their indices (ascending) and their parsed fields."""
+    if len(values) < _MIN_BULK:
+        return [], None
     raw = pa.array(values, pa.binary())  # tombstones are nulls
     stamps = pa.array(timestamps_ms, pa.int64())
     # Tombstones, oversized values and anything that is not one flat JSON object on its own go
@@ -158,12 +169,9 @@ def _vetted(platform: str, values: Sequence[bytes | None], timestamps_ms: Sequen
     bulk = pc.and_(
         pc.and_(
             pc.less_equal(pc.binary_length(raw), MAX_MESSAGE_BYTES),
-            pc.match_substring_regex(raw, _ONE_FLAT_OBJECT),
+            pc.invert(pc.match_substring_regex(raw, _NOT_FOR_BULK)),
         ),
-        pc.and_(
-            pc.invert(pc.match_substring_regex(raw, _SUSPICIOUS)),
-            pc.or_(pc.is_null(stamps), pc.less(stamps, _EXACT_TIMESTAMP_MS)),
-        ),
+        pc.or_(pc.is_null(stamps), pc.less(stamps, _EXACT_TIMESTAMP_MS)),
     )
     candidates = pc.indices_nonzero(pc.fill_null(bulk, False)).to_pylist()
     if not candidates:
@@ -171,18 +179,27 @@ def _vetted(platform: str, values: Sequence[bytes | None], timestamps_ms: Sequen
     # Cheap whole-poll check first; only when it fails are messages looked at one by one.
     if not b"".join(values[i] for i in candidates).isascii():
         candidates = [i for i in candidates if values[i].isascii() or _is_utf8(values[i])]
-    accepted: list[int] = []
-    tables: list[pa.Table] = []
+    pieces = _parse_pieces(candidates, values)
+    if not pieces:
+        return [], None
     # Pieces come back in message order, so the accepted indices stay ascending.
-    for piece, parsed in _parse_pieces(candidates, values):
-        valid = _contract_holds(parsed, platform)
-        indices = pc.indices_nonzero(valid).to_pylist()
-        if indices:
-            accepted.extend(piece[j] for j in indices)
-            tables.append(parsed.filter(valid))
+    parsed_at = [i for piece, _ in pieces for i in piece]
+    unknown = sorted({name for _, table in pieces for name in table.column_names} - set(EVENT_FIELDS))
+    parsed = pa.concat_tables([table.select(EVENT_FIELDS) for _, table in pieces])
+    valid = _contract_holds(parsed, platform)
+    if unknown:
+        # A field outside the contract that is null (or absent) in every row of its piece
+        # reads as null: whether a message named it is told by its text, which spells every
+        # key as it is (no backslashes). A message naming one goes to route(), for `extra`.
+        # One pattern for them all (a message may hold thousands); \Q..\E quotes each name,
+        # which holds no backslash.
+        names = "|".join(rf"\Q{name}\E" for name in unknown)
+        named = pc.match_substring_regex(raw.take(pa.array(parsed_at, pa.int64())), f'"({names})"')
+        valid = pc.and_(valid, pc.invert(named))
+    accepted = [parsed_at[j] for j in pc.indices_nonzero(valid).to_pylist()]
     if not accepted:
         return [], None
-    return accepted, pa.concat_tables(tables)
+    return accepted, parsed.filter(valid)
 
 
 def _is_utf8(value: bytes) -> bool:
@@ -198,14 +215,18 @@ def _parse_pieces(candidates: list[int], values: Sequence[bytes | None]) -> list
 
     A piece counts as parsed only when it gave exactly one row per message: two objects on one
     line (``{...}{...}``, invalid JSON) would otherwise shift every row after them. Pieces come
-    back in message order. After ``_PARSE_BUDGET`` attempts the pieces left go to route(): a
-    poll full of messages the reader refuses costs a bounded amount more than route() alone.
+    back in message order. After ``_MAX_ATTEMPTS`` attempts, or once the pieces tried hold
+    ``_PARSE_BUDGET`` times as many messages as there are candidates, the pieces left go to
+    route(): a poll full of messages the reader refuses costs a bounded amount more than
+    route() alone.
     """
     out: list[tuple[list[int], pa.Table]] = []
     pending = [candidates]
+    budget = _PARSE_BUDGET * len(candidates)
     attempts = 0
-    while pending and attempts < _PARSE_BUDGET:
+    while pending and budget > 0 and attempts < _MAX_ATTEMPTS:
         piece = pending.pop()
+        budget -= len(piece)
         attempts += 1
         try:
             parsed = pj.read_json(
@@ -213,7 +234,7 @@ def _parse_pieces(candidates: list[int], values: Sequence[bytes | None]) -> list
                 read_options=_READ_OPTIONS,
                 parse_options=_PARSE_OPTIONS,
             )
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        except (pa.ArrowException, UnicodeDecodeError) as exc:  # whatever the reason: route() judges
             parsed = None
             error = str(exc)
         else:

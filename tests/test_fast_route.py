@@ -19,7 +19,7 @@ import pytest
 from core import contract
 from core.contract import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC, parse_rfc3339
 from core.layout import bronze_table_for
-from streaming import bronze
+from streaming import bronze, fast_route
 from streaming.fast_route import _SAFE_RFC3339, route_batch
 from streaming.generator import GeneratorConfig, generate
 from streaming.loader import route
@@ -41,6 +41,13 @@ LIKE = {
 }
 JOIN = {**LIKE, "event_type": "join", "content_id": None, "group_id": "g-1", "channel": "invite", "inviter_user_id": "ks-2"}
 SHARE = {**LIKE, "event_type": "share", "target_platform": "wechat"}
+
+
+@pytest.fixture(autouse=True)
+def bulk_even_for_one_message(monkeypatch):
+    """The fast path leaves polls of fewer than 128 messages to route(); here it takes them too,
+    so that a single nasty message meets the bulk checks."""
+    monkeypatch.setattr(fast_route, "_MIN_BULK", 1)
 
 
 def _wire(obj) -> bytes:
@@ -105,8 +112,6 @@ def test_generated_traffic_routes_the_same_in_polls_of_any_size(traffic):
 def test_generated_traffic_mostly_takes_the_fast_path(traffic):
     # Not a correctness property, but the point of the module: valid plain events are not
     # handed to route() one by one.
-    import streaming.fast_route as fast_route
-
     messages = traffic[KUAISHOU_TOPIC][:2000]
     accepted, _ = fast_route._vetted("kuaishou", [m.value for m in messages], [0] * len(messages))
     valid = sum(m.valid for m in messages)
@@ -129,6 +134,9 @@ NASTY: list[tuple[str, bytes | None, str | None]] = [
     ("tab between tokens", _like().replace(b',"user_id"', b',\t"user_id"'), None),
     ("raw newline inside a string", _like(user_id="a\nb").replace(b"\\n", b"\n"), contract.BAD_JSON),
     ("raw control byte inside a string", _like(user_id="a\x01b").replace(b"\\u0001", b"\x01"), contract.BAD_JSON),
+    ("raw NUL byte inside a string", _like(user_id="a\x00b").replace(b"\\u0000", b"\x00"), contract.BAD_JSON),
+    ("raw unit separator inside a string", _like(user_id="a\x1fb").replace(b"\\u001f", b"\x1f"), contract.BAD_JSON),
+    ("raw DEL inside a string", _like(user_id="a\x7fb"), None),
     ("escaped newline inside a string", _like(user_id="a\nb"), None),
     ("escaped e-acute", _like().replace(b'"ks-1"', b'"\\u00e9"'), None),
     ("escaped NUL", _like(user_id="a\x00b"), None),
@@ -141,7 +149,11 @@ NASTY: list[tuple[str, bytes | None, str | None]] = [
     ("two objects separated by a space", _like() + b" " + _like(), contract.BAD_JSON),
     ("trailing comma", _like()[:-1] + b",}", contract.BAD_JSON),
     ("single quotes", b"{'event_id':'e'}", contract.BAD_JSON),
+    # pyarrow 26's JSON reader overflows its stack (SIGSEGV) on this: it must never see it.
     ("deeply nested array", _DEEP, contract.BAD_JSON),
+    ("deeply nested array in a known field", b'{"user_id":' + b"[" * 30_000 + b"]" * 30_000 + b"}", contract.BAD_JSON),
+    ("deeply nested array after a space", b'{"x": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", contract.BAD_JSON),
+    ("array of strings in an unknown field", _like(tags=["a", "b"]), None),
     ("empty value", b"", contract.BAD_JSON),
     ("JSON array", b"[" + _like() + b"]", contract.NOT_OBJECT),
     ("JSON string", b'"e-1"', contract.NOT_OBJECT),
@@ -179,6 +191,8 @@ NASTY: list[tuple[str, bytes | None, str | None]] = [
     ("unknown string field", _like(zz="x"), None),
     ("unknown null field", _like(zz=None), None),
     ("unknown nested field", _like(client={"os": "ios", "v": [1, 2]}), None),
+    ("unknown fields with regex characters", _like(**{"a.b": 1, "(x|y)*": None, "^$": "z"}), None),
+    ("many unknown fields", _like(**{f"f{i}": None for i in range(3000)}), None),
     ("event_type comment", _like(event_type="comment"), contract.BAD_VALUE),
     ("event_type missing", _wire({k: v for k, v in LIKE.items() if k != "event_type"}), contract.MISSING_FIELD),
     ("event_type upper case", _like(event_type="LIKE"), contract.BAD_VALUE),
@@ -380,3 +394,41 @@ def test_every_timestamp_the_bulk_pattern_accepts_parses():
     assert matched > 1_000  # the test sees the pattern accept things, not only refuse them
     for text in ("2026-02-29T00:00:00Z", "2028-02-29T00:00:00Z", "9999-01-01T00:00:00Z", "0999-01-01T00:00:00Z"):
         assert not safe.match(text)  # left to the slow path, which knows the calendar
+
+
+def test_many_messages_the_bulk_reader_refuses_in_one_poll():
+    # Unknown string fields and duplicate keys pass the cheap pre-checks; the reader refuses
+    # them, so the poll is split again and again, and what is left when the budget of
+    # attempts is spent goes to route().
+    rng = random.Random(5)
+    values = []
+    for i in range(2000):
+        r = rng.random()
+        if r < 0.15:
+            values.append(_like(event_id=f"u-{i}", zz=f"z{i}"))
+        elif r < 0.3:
+            values.append(_like(event_id=f"d-{i}")[:-1] + b',"user_id":"ks-dup"}')
+        else:
+            values.append(_like(event_id=f"e-{i}"))
+    batch = _assert_same_as_one_by_one(KUAISHOU_TOPIC, values)
+    assert batch.bronze.num_rows == 2000 and batch.quarantined == []
+
+
+def test_bulk_timestamp_conversion_agrees_with_fromtimestamp_below_2_to_the_32_seconds():
+    # The fast path converts Kafka timestamps below 2**32 s as ms * 1000 microseconds; route()
+    # uses datetime.fromtimestamp(ms / 1000). Check the two agree on many values there.
+    rng = random.Random(17)
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    samples = [rng.randrange(0, 2**32 * 1000) for _ in range(100_000)] + [2**32 * 1000 - d for d in range(1, 2000)]
+    for ms in samples:
+        got = datetime.fromtimestamp(ms / 1000, tz=timezone.utc) - epoch
+        assert got.days * 86_400_000_000 + got.seconds * 1_000_000 + got.microseconds == ms * 1000, ms
+
+
+def test_small_polls_go_to_route_one_by_one(monkeypatch):
+    monkeypatch.setattr(fast_route, "_MIN_BULK", 128)
+    values = [_like(event_id=f"e-{i}") for i in range(127)]
+    assert fast_route._vetted("kuaishou", values, [0] * 127) == ([], None)
+    accepted, _ = fast_route._vetted("kuaishou", values + [_like()], [0] * 128)
+    assert accepted == list(range(128))
+    _assert_same_as_one_by_one(KUAISHOU_TOPIC, values)
