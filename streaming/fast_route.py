@@ -67,7 +67,9 @@ _SAFE_RFC3339 = (
 # Bytes a value may not contain to be parsed in bulk: the line separator of the bulk text,
 # other control bytes (JSON allows some between tokens; the reader's idea of lines might
 # differ), and the backslash: escapes are where JSON decoders disagree (lone surrogates,
-# escaped key names), and they are rare in real traffic. Checked on values known to be UTF-8.
+# escaped key names), and they are rare in real traffic. (These patterns run on the raw bytes;
+# RE2 reads them as UTF-8, which holds for every value that reaches the reader: the UTF-8
+# check comes after the patterns and before the reader.)
 _BULK_UNSAFE = r"[\x00-\x1f\\]"
 # Not one flat JSON object: empty, not starting with "{" or not ending with "}", or with a
 # "{" or "[" after the first byte. Only flat objects reach the reader: it recurses into
@@ -94,6 +96,8 @@ _SUSPICIOUS = (
 _NOT_FOR_BULK = f"{_NOT_ONE_FLAT_OBJECT}|{_SUSPICIOUS}"
 # The JSON reader's errors name the row of their block: "... in row 17".
 _ERROR_ROW = re.compile(r" in row (\d+)$")
+# Re-parsing a refused poll stops after this many attempts, or once the pieces tried hold
+# this many times the poll's candidates (see _parse_pieces).
 _PARSE_BUDGET = 3
 _MAX_ATTEMPTS = 8
 # Each bulk step costs a fixed ~0.2-1 ms (reader set-up, regex compilation, some 60 compute
