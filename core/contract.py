@@ -127,6 +127,13 @@ def _decode_object(value: bytes | None) -> dict[str, Any]:
         raise ContractError(BAD_JSON, f"value is not JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise ContractError(NOT_OBJECT, f"value is JSON {type(obj).__name__}, not an object")
+    # JSON may escape a lone UTF-16 surrogate ("\ud800"): Python decodes it into a string that
+    # no UTF-8 file can hold, so bronze could not store the message. Only escapes can make one.
+    if b"\\u" in value:
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ContractError(BAD_ENCODING, f"value escapes an unpaired UTF-16 surrogate ({exc.reason})") from exc
     return obj
 
 

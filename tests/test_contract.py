@@ -66,6 +66,9 @@ def test_optional_fields_may_be_absent():
         (b'"a string"', contract.NOT_OBJECT),
         (None, contract.NOT_OBJECT),
         (b"\xff\xfe{}", contract.BAD_ENCODING),
+        # A lone surrogate, escaped: valid JSON, but no UTF-8 text (so no Parquet file) holds it.
+        (_bytes({**LIKE, "user_id": "ks-1"}).replace(b'"ks-1"', b'"ks-\\ud800"'), contract.BAD_ENCODING),
+        (_bytes({**LIKE, "note": "x"}).replace(b'"x"', b'"\\uDFFF"'), contract.BAD_ENCODING),
         (_bytes({**LIKE, "pad": "x" * (64 * 1024)}), contract.TOO_LARGE),
         (_bytes({**LIKE, "schema_version": "1"}), contract.WRONG_TYPE),
         (_bytes({**LIKE, "schema_version": True}), contract.WRONG_TYPE),
