@@ -11,7 +11,8 @@ A version names
 * ``offsets``: per bronze table and Kafka partition, the first offset not yet in silver (the
   watermark); the next run reads the bronze commits from there on;
 * ``events``: per ``event_date`` (``unparsed`` for first copies whose time Spark cannot read),
-  the files holding that date and their row count;
+  the files holding that date, their row count, and the files of that date's history summary
+  (``summary``: what gold's tables computed whole read instead of the events);
 * ``identity_map``: its files;
 * ``changes``: what this version changed, for gold to recompute only what it can reach: the
   event dates whose rows changed, and the dates of events by accounts whose person changed.
@@ -90,6 +91,14 @@ class SilverVersion:
             if (key == UNPARSED and unparsed) or (key != UNPARSED and (wanted is None or key in wanted))
             for f in part["files"]
         ]
+
+    def summary_files(self, dates) -> list[str] | None:
+        """The history-summary files of ``dates`` (see ``jobs.gold_incremental.history_summary``),
+        or None when a date has none (a version written before summaries were kept)."""
+        parts = [self.events.get(d.isoformat()) for d in dates]
+        if any(part is None or "summary" not in part for part in parts):
+            return None
+        return [f for part in parts for f in part["summary"]]
 
     def rows(self, dates=None) -> int:
         wanted = None if dates is None else {d.isoformat() for d in dates}

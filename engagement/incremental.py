@@ -36,6 +36,7 @@ log = logging.getLogger("engagement.incremental")
 BRONZE_TABLES = (BRONZE_EVENTS, BRONZE_IDENTITY)
 SILVER_EVENTS_PREFIX = "silver/events"
 SILVER_IDENTITY_PREFIX = "silver/identity_map"
+SILVER_SUMMARY_PREFIX = "silver/summary"
 
 
 class NotValidated(UserError):
@@ -128,6 +129,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
     from pyspark.sql import functions as F
 
     from engagement.publish import data_files, new_build
+    from jobs.gold_incremental import history_summary
     from jobs.identity import add_accounts, build_identity_map
     from jobs.privacy import fingerprint
     from jobs.silver import STORED_COLUMNS, STORED_SCHEMA, accounts, earlier_copies, first_copies, links
@@ -184,9 +186,18 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         prefix = f"{SILVER_EVENTS_PREFIX}/{build}"
         write_table(rows.withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
         written = _files_by_date(data_files(store, prefix))
+        # The history summary of the rewritten dates, from the files just written.
+        summary_prefix = f"{SILVER_SUMMARY_PREFIX}/{build}"
+        dated = [f for k, files_of_date in written.items() if k != UNPARSED for f in files_of_date]
+        if dated:
+            rewritten = read_with_schema(spark, store, dated, STORED_SCHEMA)
+            write_table(history_summary(rewritten).withColumn("_date", key("event_date")), store, summary_prefix, partition_by="_date")
+        summaries = _files_by_date(data_files(store, summary_prefix)) if dated else {}
         for k in touched:
             if k in written:
                 events[k] = {"files": written[k], "rows": _rows(store, written[k])}
+                if k in summaries:
+                    events[k]["summary"] = summaries[k]
             else:
                 events.pop(k, None)  # its only events moved to another date
 
@@ -334,12 +345,18 @@ def build_gold_tables(spark, store: Store, version: SilverVersion, as_of_date: d
     from jobs.storage import read_with_schema
 
     dates = [d for d in version.event_dates if d <= as_of_date]
-    events = read_with_schema(spark, store, version.event_files(dates), STORED_SCHEMA).cache()
+    events = read_with_schema(spark, store, version.event_files(dates), STORED_SCHEMA)
     identity_map = read_with_schema(spark, store, version.identity_map, _identity_schema()).cache()
     found = gold_base(store, version, as_of_date)
     if found is None:
-        return update_gold_tables(events, identity_map, as_of_date=as_of_date), {"mode": "full", "silver_version": version.number}
+        # Every table reads every event: read them once.
+        return update_gold_tables(events.cache(), identity_map, as_of_date=as_of_date), {"mode": "full", "silver_version": version.number}
     record, changes = found
+    # The tables built incrementally read the recent dates only; those computed whole read the
+    # history summary (about a third of the rows, a few columns), which versions written before
+    # it existed lack: then it is derived from the events.
+    summary_files = version.summary_files(dates)
+    history = read_with_schema(spark, store, summary_files, STORED_SCHEMA).cache() if summary_files is not None else None
     base = {name: read_with_schema(spark, store, keys, spark_schema(GOLD[name])) for name, keys in record["tables"].items()}
     tables = update_gold_tables(
         events,
@@ -348,6 +365,7 @@ def build_gold_tables(spark, store: Store, version: SilverVersion, as_of_date: d
         base=base,
         base_as_of=date.fromisoformat(record["as_of_date"]),
         changes=changes,
+        history=history,
     )
     how = {
         "mode": "incremental",

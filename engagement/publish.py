@@ -165,8 +165,10 @@ def prune(store: Store, *, keep_days: int, now: datetime | None = None) -> dict[
 
     head = silver_log.head(store)
     live = set(head.event_files(unparsed=True) + head.identity_map) if head else set()
+    if head:
+        live.update(f for part in head.events.values() for f in part.get("summary", []))
     silver_builds = set()
-    for key in store.list("silver/events") + store.list("silver/identity_map"):
+    for key in store.list("silver/events") + store.list("silver/identity_map") + store.list("silver/summary"):
         build = key.split("/")[2] if key.count("/") >= 3 else ""
         if key not in live and now - _built_at(f"x/build={build}") > timedelta(days=1):
             store.delete(key)

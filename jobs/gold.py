@@ -18,7 +18,8 @@ from jobs.gold_groups import build_group_health, build_group_survival
 
 def build_gold_tables(events: DataFrame, identity_map: DataFrame, *, as_of_date: date) -> dict[str, DataFrame]:
     """Every gold table as of ``as_of_date``, by name, in the order of ``core.tables.GOLD``."""
-    group_health = build_group_health(events, as_of_date=as_of_date)
+    # Small (a few thousand rows): cached so that group_survival does not compute it again.
+    group_health = build_group_health(events, as_of_date=as_of_date).cache()
     return {
         "daily_engagement": build_daily_engagement(events, as_of_date=as_of_date),
         "join_conversion": build_join_conversion(events, as_of_date=as_of_date),

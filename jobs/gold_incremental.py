@@ -19,7 +19,10 @@ across a daylight-saving change):
   the same for the events of accounts whose person changed (a late identity link); new at D:
   like dates P .. D-1. Recomputed over the events of those dates and the two after.
 * ``member_lifetime``, ``group_health`` (every row has its 7/14-day windows at D),
-  ``group_survival`` and ``cross_platform_overlap``: computed whole from silver.
+  ``group_survival`` and ``cross_platform_overlap``: computed whole, but from silver's *history
+  summary* (:func:`history_summary`, kept per event date beside silver) rather than from every
+  event: these four tables, and the first joins before a recomputed cohort, read only joins,
+  the dates each user was active and the dates each group had a like or share.
 
 A full refresh (no earlier gold, or silver rebuilt since) computes every table whole.
 """
@@ -98,14 +101,48 @@ def _first_rows(events: DataFrame, key: list[str]) -> DataFrame:
     return events.withColumn("_n", F.row_number().over(first)).where(F.col("_n") == 1).drop("_n")
 
 
-def _with_first_joins_before(events: DataFrame, start: date, as_of: date, key: list[str]) -> DataFrame:
-    """Events dated ``start`` .. ``as_of``, plus each ``key``'s first join dated before ``start``."""
+def _with_first_joins_before(
+    events: DataFrame, history: DataFrame, start: date, as_of: date, key: list[str]
+) -> DataFrame:
+    """Events dated ``start`` .. ``as_of``, plus each ``key``'s first join dated before ``start``
+    (from ``history``: the events, or their :func:`history_summary`)."""
     window = events.where((F.col("event_date") >= F.lit(start)) & (F.col("event_date") <= F.lit(as_of)))
-    earlier_joins = events.where((F.col("event_date") < F.lit(start)) & (F.col("event_type") == "join"))
+    earlier_joins = history.where((F.col("event_date") < F.lit(start)) & (F.col("event_type") == "join"))
     # Without its inviter, an earlier join cannot be attributed to an invitation (all of which
     # are earlier still, in cohorts carried forward).
     first_joins = _first_rows(earlier_joins, key).withColumn("inviter_user_id", F.lit(None).cast("string"))
     return window.unionByName(first_joins)
+
+
+def history_summary(events: DataFrame) -> DataFrame:
+    """Stored silver events reduced to what the tables computed whole need, per event date.
+
+    The rows keep the stored columns (NULL where a kind has no value): every ``join`` whole;
+    one row per (``event_date``, ``platform``, ``user_id``) with any event, ``event_type``
+    NULL ("the user was active that day"); and one row per (``event_date``, ``platform``,
+    ``group_id``, ``event_type``) of the likes and shares that carry a ``group_id``,
+    ``user_id`` NULL ("the group had one that day"). ``member_lifetime``, ``group_health``,
+    ``group_survival`` and ``cross_platform_overlap`` use joins, the latest active date of a
+    user and the first and last group-scoped date of a group only, and a NULL ``user_id``
+    matches no member, so they give the same rows from this as from the events; so does the
+    first join of a (user, group) or user before a recomputed cohort. A summary of a date
+    depends on that date's events only, so it is rewritten with them.
+    """
+    columns = events.columns
+    dated = events.where(F.col("event_date").isNotNull())
+
+    def only(*kept: str) -> list[F.Column]:
+        return [F.col(c) if c in kept else F.lit(None).cast(events.schema[c].dataType).alias(c) for c in columns]
+
+    joins = dated.where(F.col("event_type") == "join")
+    active_days = dated.select("event_date", "platform", "user_id").distinct().select(only("event_date", "platform", "user_id"))
+    group_days = (
+        dated.where(F.col("group_id").isNotNull() & F.col("event_type").isin("like", "share"))
+        .select("event_date", "platform", "group_id", "event_type")
+        .distinct()
+        .select(only("event_date", "platform", "group_id", "event_type"))
+    )
+    return joins.unionByName(active_days).unionByName(group_days)
 
 
 def _carry(base: DataFrame, fresh: DataFrame, recomputed: F.Column) -> DataFrame:
@@ -121,17 +158,22 @@ def update_gold_tables(
     base: dict[str, DataFrame] | None = None,
     base_as_of: date | None = None,
     changes: Changes | None = None,
+    history: DataFrame | None = None,
 ) -> dict[str, DataFrame]:
     """Every gold table as of ``as_of_date``: from ``base`` (gold as of ``base_as_of``) and the
     silver ``changes`` since, or whole when there is no base.
 
     ``events`` are stored silver events (without ``person_id``), any dates; ``identity_map`` is
-    silver's. The result equals :func:`jobs.gold.build_gold_tables` over the same silver.
+    silver's; ``history`` is the :func:`history_summary` of the same events (computed from them
+    when not given). The result equals :func:`jobs.gold.build_gold_tables` over the same silver.
     """
     if base is None or changes is None or changes.everything or base_as_of is None or base_as_of > as_of_date:
         return build_gold_tables(with_person(events, identity_map), identity_map, as_of_date=as_of_date)
     as_of, cohort = as_of_date, F.col("cohort_date")
     known = events.where(F.col("event_date") <= F.lit(as_of))
+    if history is None:
+        history = history_summary(events).cache()
+    summary = history.where(F.col("event_date") <= F.lit(as_of))
 
     daily = daily_dates(changes, base_as_of, as_of)
     daily_engagement = _carry(
@@ -141,13 +183,13 @@ def update_gold_tables(
     )
 
     start = conversion_start(changes, base_as_of, as_of)
-    conversion_input = _with_first_joins_before(known, start, as_of, ["platform", "user_id", "group_id"])
+    conversion_input = _with_first_joins_before(known, summary, start, as_of, ["platform", "user_id", "group_id"])
     join_conversion = _carry(
         base["join_conversion"], build_join_conversion(conversion_input, as_of_date=as_of), cohort >= F.lit(start)
     )
 
     start = retention_start(changes, base_as_of, as_of)
-    retention_input = _with_first_joins_before(known, start, as_of, ["platform", "user_id"])
+    retention_input = _with_first_joins_before(known, summary, start, as_of, ["platform", "user_id"])
     retention_cohorts = _carry(
         base["retention_cohorts"], build_retention_cohorts(retention_input, as_of_date=as_of), cohort >= F.lit(start)
     )
@@ -160,13 +202,14 @@ def update_gold_tables(
         F.col("event_date").isin(sorted(likes)),
     )
 
-    group_health = build_group_health(known, as_of_date=as_of)
-    joins = with_person(known.where(F.col("event_type") == "join"), identity_map)
+    # Small (a few thousand rows): cached so that group_survival does not compute it again.
+    group_health = build_group_health(summary, as_of_date=as_of).cache()
+    joins = with_person(summary.where(F.col("event_type") == "join"), identity_map)
     return {
         "daily_engagement": daily_engagement,
         "join_conversion": join_conversion,
         "retention_cohorts": retention_cohorts,
-        "member_lifetime": build_member_lifetime(known, as_of_date=as_of),
+        "member_lifetime": build_member_lifetime(summary, as_of_date=as_of),
         "group_health": group_health,
         "group_survival": build_group_survival(group_health),
         "cross_platform_propagation": propagation,
