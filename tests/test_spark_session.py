@@ -20,6 +20,23 @@ def test_plain_process_gets_the_local_defaults(spark):
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
 
 
+def test_local_mode_lists_many_files_without_a_spark_job(spark, tmp_path):
+    # A daily run reads silver's files of every date (90 and more paths). Over 32 paths Spark's
+    # default lists them with a job of its own, about a second of a small run's time each read.
+    paths = []
+    for i in range(40):
+        path = str(tmp_path / f"part-{i}.parquet")
+        spark.range(i, i + 1).write.parquet(path)
+        paths.append(path)
+    spark.sparkContext.setJobGroup("listing", "reading 40 paths")
+    try:
+        frame = spark.read.schema("id long").parquet(*paths)  # as silver is read: no schema inference
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert list(spark.sparkContext.statusTracker().getJobIdsForGroup("listing")) == []
+    assert frame.count() == 40
+
+
 def test_spark_submit_settings_win(tmp_path):
     script = tmp_path / "show_session.py"
     script.write_text(
