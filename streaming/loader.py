@@ -6,6 +6,9 @@ For every message consumed exactly one of bronze or quarantine holds it (DESIGN 
   it into a bronze row or a quarantine row with the reason. Each poll's records of a partition
   go through ``streaming.fast_route.route_batch``, which gives the same rows: it accepts the
   messages it can prove valid in bulk with pyarrow and hands every other one to ``route``.
+  Routing runs one poll behind on a thread of its own, so that pyarrow's work (without the
+  GIL) overlaps kafka-python decoding the next poll; a poll joins the batch, in order, before
+  anything reads the batch (the next poll's turn, a publish, a rebalance, a stop).
 * Records are gathered into a batch bounded by count, bytes and age, then published: dead
   letters (acknowledged by the broker), then per partition the quarantine and bronze files
   named by the offset range, then the range's commit in the partition's commit log
@@ -27,8 +30,10 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -231,6 +236,8 @@ _CLOSE_TIMEOUT_MS = 5_000
 # batch is abandoned (a healthy broker answers in milliseconds; a missing one never does).
 _STOP_GRACE_S = 5.0
 _POLL_TIMEOUT_MS = 500
+# The GIL switch interval while the loader runs (see Loader.run; Python's default is 5 ms).
+_SWITCH_INTERVAL_S = 0.0005
 _REPORT_EVERY_S = 10.0
 
 
@@ -272,6 +279,12 @@ class Loader:
         # joined yet", not "nothing to do".
         self._joined = False
         self._assigned_at = 0.0
+        # Routing runs one poll behind, on a thread of its own: while the main thread waits in
+        # poll() (kafka-python decoding the next records), the last poll is validated (pyarrow
+        # parses and checks without the GIL). Each entry is a poll's records of one partition and
+        # the future of their routing; they join the batch in order, before anything reads it.
+        self._router = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engagement-route")
+        self._routing: list[tuple[list[Any], Future]] = []
         self.status_file = settings.home / "loader" / f"{socket.gethostname()}-{os.getpid()}.json"
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -346,12 +359,18 @@ class Loader:
         self._consumer.subscribe(topics, listener=_Listener())
         log.info("loader started: group=%s topics=%s", s.consumer_group, ",".join(topics))
         started = time.monotonic()
+        # The routing thread gets the GIL back soon after each pyarrow call it makes without it;
+        # at Python's default 5 ms it would wait behind the decoding main thread for most of that.
+        switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(_SWITCH_INTERVAL_S)
         try:
             self._loop()
         finally:
+            sys.setswitchinterval(switch_interval)
             try:
                 # Finish the batch and commit what is durable, unless the broker already proved
                 # unreachable during this stop (then waiting longer only delays the exit).
+                self._add_routed()
                 if self.batch and not self._abandoned:
                     self._publish()
                 if not self._abandoned:
@@ -362,6 +381,7 @@ class Loader:
                 self.stats.stopped_at = datetime.now(timezone.utc).isoformat()
                 self._write_status()
                 self._close()
+                self._router.shutdown(wait=True)
         seconds = time.monotonic() - started
         log.info(
             "loader stopped after %.0f s: consumed=%d (%.0f/s on average) bronze=%d quarantined=%d dead_lettered=%d "
@@ -398,10 +418,20 @@ class Loader:
                 self._producer._closed = True
             self._producer = None
 
+    def _add_routed(self) -> None:
+        """Add the polls routed so far to the batch, in the order they were polled."""
+        routing, self._routing = self._routing, []
+        for records, routed in routing:
+            self.batch.add(records, routed.result())
+            self.stats.consumed += len(records)
+
     # -- rebalance -----------------------------------------------------------------------
     def _on_revoked(self, revoked) -> None:
         # Records not yet published are not committed either; the next owner reads them again
-        # (with the eager protocol this runs before the group moves them anywhere).
+        # (with the eager protocol this runs before the group moves them anywhere). The polls
+        # still being routed are part of the batch: they are dropped with it, or they would join
+        # it after the partition was read again from its first offset.
+        self._add_routed()
         for tp in revoked:
             part = self.batch.drop(tp.topic, tp.partition)
             if part is not None:
@@ -411,6 +441,7 @@ class Loader:
             log.info("partitions revoked: %s", ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(revoked)))
 
     def _on_assigned(self, assigned) -> None:
+        self._add_routed()  # polls still being routed join the batch before any seek below
         for tp in assigned:
             table = bronze_table_for(tp.topic, IDENTITY_TOPIC)
             resume = bronze.recover_partition(self.store, table, tp.topic, tp.partition)
@@ -461,10 +492,12 @@ class Loader:
                 time.sleep(0.5)
                 polled = {}
             ingest_time = datetime.now(timezone.utc)
+            self._add_routed()
             for records in polled.values():
                 if not records:
                     continue
-                routed = route_batch(
+                routing = self._router.submit(
+                    route_batch,
                     records[0].topic,
                     records[0].partition,
                     [record.offset for record in records],
@@ -473,8 +506,7 @@ class Loader:
                     [record.timestamp for record in records],
                     ingest_time,
                 )
-                self.batch.add(records, routed)
-                self.stats.consumed += len(records)
+                self._routing.append((records, routing))
             now = time.monotonic()
             if self.batch and (
                 self.batch.records >= s.loader_batch_max_records
@@ -483,6 +515,7 @@ class Loader:
                 or not polled
             ):
                 try:
+                    self._add_routed()
                     self._publish()
                 except _Abandoned:
                     self._abandoned = True
