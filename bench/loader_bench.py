@@ -100,17 +100,22 @@ def produce_backlog(bootstrap_servers: str, events: int) -> int:
     return sent
 
 
-def run_loader(settings: Settings, total: int, log_path: Path) -> dict:
-    """Run the loader until idle; sample RSS and progress every 0.5 s."""
+def run_loader(settings: Settings, total: int, log_path: Path, *, workers: int = 1, warehouse: Path | None = None) -> dict:
+    """Run the loader (``workers`` processes) until idle; sample RSS and progress every 0.5 s.
+
+    ``warehouse``: load into this folder instead of the home's, as a group of its own (a second
+    load of the same backlog)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENGAGEMENT_") or k == "ENGAGEMENT_KAFKA_LIBS"}
     env.update(
         ENGAGEMENT_HOME=str(settings.home),
         ENGAGEMENT_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
-        ENGAGEMENT_CONSUMER_GROUP="loader-bench",
+        ENGAGEMENT_CONSUMER_GROUP="loader-bench" if warehouse is None else f"loader-bench-{warehouse.name}",
         PYTHONUNBUFFERED="1",
     )
-    command = [sys.executable, "-m", "engagement.cli", "load", "--until-idle", "--idle-seconds", "2"]
-    store = LocalStore(settings.warehouse)
+    if warehouse is not None:
+        env["ENGAGEMENT_WAREHOUSE_URI"] = str(warehouse)
+    command = [sys.executable, "-m", "engagement.cli", "load", "--until-idle", "--idle-seconds", "2", "--workers", str(workers)]
+    store = LocalStore(settings.warehouse if warehouse is None else warehouse)
     samples: list[tuple[float, int, int]] = []  # (seconds since start, marked offsets, rss bytes)
     with open(log_path, "wb") as log:
         started = time.monotonic()
@@ -118,7 +123,7 @@ def run_loader(settings: Settings, total: int, log_path: Path) -> dict:
         ps = psutil.Process(process.pid)
         while process.poll() is None:
             try:
-                rss = ps.memory_info().rss
+                rss = ps.memory_info().rss + sum(_rss(child) for child in ps.children(recursive=True))
             except psutil.NoSuchProcess:
                 break
             samples.append((time.monotonic() - started, loader_log.covered_offsets(store), rss))
@@ -152,10 +157,18 @@ def run_loader(settings: Settings, total: int, log_path: Path) -> dict:
     }
 
 
+def _rss(process: psutil.Process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.NoSuchProcess:  # a worker that has just exited
+        return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="events in the backlog (default 1,000,000)")
     parser.add_argument("--partitions", type=int, default=3, help="partitions per topic (default 3)")
+    parser.add_argument("--workers", type=int, default=1, help="loader processes (engagement load --workers; default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary home (broker data, bronze)")
     args = parser.parse_args(argv)
 
@@ -172,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         total = produce_backlog(settings.bootstrap_servers, args.events)
         produce_seconds = time.monotonic() - produce_started
         print(f"loading {total:,} messages ...", file=sys.stderr, flush=True)
-        result = run_loader(settings, total, home / "loader.log")
+        result = run_loader(settings, total, home / "loader.log", workers=args.workers)
     finally:
         broker.stop(settings)
         if not args.keep:
@@ -183,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         "events": args.events,
         "messages": total,
         "partitions_per_topic": args.partitions,
+        "workers": args.workers,
         "batch": {
             "max_records": defaults.loader_batch_max_records,
             "max_bytes": defaults.loader_batch_max_bytes,

@@ -8,7 +8,8 @@ events, 0.1 % invalid messages):
    throw-away single-node broker (3 partitions per topic);
 2. consume every message with a bare kafka-python loop (no parsing, no writing): the ceiling
    the loader is compared with; then run ``engagement load --until-idle`` on the same topics,
-   sampling its resident memory;
+   sampling its resident memory; then again with two workers (``--workers 2``, one process a
+   core) into a warehouse and consumer group of their own, which is removed afterwards;
 3. ``engagement run --as-of <day 89> --full-refresh``: the history;
 4. produce and load day 90, then ``engagement run --as-of <day 90>``: one incremental daily run
    after 89 days of history;
@@ -62,6 +63,8 @@ LAST = START + timedelta(days=DAYS - 1)
 # The generator's defaults make about 472k events over 90 days; users and groups scale it.
 EVENTS_AT_DEFAULTS = 472_000
 SAMPLE_EVERY_S = 0.5
+# The second loader run: one worker per core of this 2-core machine (engagement load --workers).
+LOADER_WORKERS = 2
 
 
 def _say(message: str) -> None:
@@ -227,6 +230,11 @@ def bench_size(events: int, *, keep: bool) -> dict:
         result["bare_consume"] = bare_consume(settings, history_total)
         _say(f"{events:,}: loader ...")
         result["loader"] = run_loader(settings, history_total, home / "loader.log")
+        _say(f"{events:,}: loader with {LOADER_WORKERS} workers (the same backlog again, into a warehouse of its own) ...")
+        result["loader_workers"] = run_loader(
+            settings, history_total, home / "loader-workers.log", workers=LOADER_WORKERS, warehouse=home / "warehouse-workers"
+        )
+        shutil.rmtree(home / "warehouse-workers")
         _say(f"{events:,}: full refresh as of {LAST - timedelta(days=1)} ...")
         result["full_refresh_history"] = timed_run(settings, LAST - timedelta(days=1), home / "run.log", full_refresh=True)
 
@@ -304,6 +312,12 @@ def render(results: list[dict], versions: dict[str, str]) -> str:
     row("loader (end to end)", lambda r: f"{r['loader']['events_per_second_end_to_end']:,} msg/s")
     row("loader / bare loop", lambda r: f"{r['loader']['events_per_second_end_to_end'] / r['bare_consume']['events_per_second']:.0%}")
     row("loader peak RSS", lambda r: f"{r['loader']['peak_rss_mib']:.0f} MiB")
+    row(f"loader, {LOADER_WORKERS} workers (end to end)", lambda r: f"{r['loader_workers']['events_per_second_end_to_end']:,} msg/s")
+    row(
+        f"loader, {LOADER_WORKERS} workers / bare loop",
+        lambda r: f"{r['loader_workers']['events_per_second_end_to_end'] / r['bare_consume']['events_per_second']:.0%}",
+    )
+    row(f"loader, {LOADER_WORKERS} workers: peak RSS of all", lambda r: f"{r['loader_workers']['peak_rss_mib']:.0f} MiB")
     row(
         "loader RSS at 25/50/75/100 %",
         lambda r: " / ".join(f"{m['rss_mib']:.0f}" for m in r["loader"]["rss_at_progress"].values()) + " MiB",

@@ -47,6 +47,9 @@ class Settings:
     spark_master: str = "local[2]"
     spark_shuffle_partitions: int = 4
     spark_driver_memory: str = "2g"
+    # Loader processes `engagement load` runs in one consumer group (Kafka's unit of
+    # parallelism: each decodes its own partitions on a core of its own).
+    loader_workers: int = 1
     loader_batch_max_records: int = 20_000
     loader_batch_max_bytes: int = 16 * 1024 * 1024
     loader_batch_max_seconds: float = 5.0
@@ -147,6 +150,8 @@ class Settings:
                 f"{PREFIX}KAFKA_NODES={self.kafka_nodes} needs that many addresses in {PREFIX}BOOTSTRAP_SERVERS, "
                 f"one per node (e.g. 127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096), got {self.bootstrap_servers!r}"
             )
+        if self.loader_workers < 1:
+            raise SettingsError(f"{PREFIX}LOADER_WORKERS must be >= 1, got {self.loader_workers}")
         if self.topic_partitions < 1:
             raise SettingsError(f"{PREFIX}TOPIC_PARTITIONS must be >= 1, got {self.topic_partitions}")
         try:

@@ -129,13 +129,19 @@ def cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_load(settings: Settings, args: argparse.Namespace) -> int:
-    from streaming.loader import Loader
+    from streaming.loader import Loader, run_workers
 
-    loader = Loader(settings, until_idle=args.until_idle, idle_seconds=args.idle_seconds)
-    loader.install_signal_handlers()
-    stats = loader.run()
+    workers = settings.loader_workers if args.workers is None else args.workers
+    if workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+    if workers > 1:
+        stats = run_workers(settings, workers, until_idle=args.until_idle, idle_seconds=args.idle_seconds)
+    else:
+        loader = Loader(settings, until_idle=args.until_idle, idle_seconds=args.idle_seconds)
+        loader.install_signal_handlers()
+        stats = loader.run()
     _say(
-        f"loaded {stats.consumed:,} messages: {stats.bronze_rows:,} to bronze, "
+        f"loaded {stats.consumed:,} messages{f' with {workers} workers' if workers > 1 else ''}: {stats.bronze_rows:,} to bronze, "
         f"{stats.quarantined:,} to quarantine ({stats.dead_lettered:,} dead-lettered)"
     )
     return 0
@@ -297,7 +303,8 @@ EXAMPLES = {
     "generate": ["engagement generate --days 35 --seed 7", "engagement generate --days 3 --output sample.jsonl",
                  "engagement generate --late 0.02 --duplicates 0.01 --invalid 0.002"],
     "load": ["engagement load                      run until SIGTERM (Ctrl-C), committing as it goes",
-             "engagement load --until-idle         stop once caught up"],
+             "engagement load --until-idle         stop once caught up",
+             "engagement load --workers 2          two loader processes (a backlog on two cores)"],
     "run": ["engagement run --as-of 2026-11-04", "engagement run --from 2026-11-01 --to 2026-11-04",
             "engagement run --as-of 2026-11-04 --full-refresh"],
     "validate": ["engagement validate gold --as-of 2026-11-04", "engagement validate bronze --as-of 2026-11-04 --format json"],
@@ -349,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("load", help="run the loader (Kafka -> bronze / quarantine)")
     p.add_argument("--until-idle", action="store_true", help="exit once caught up")
     p.add_argument("--idle-seconds", type=float, default=5.0)
+    p.add_argument("--workers", type=int, help="loader processes in the group, about one core each (default: ENGAGEMENT_LOADER_WORKERS, 1)")
     p.set_defaults(func=cmd_load)
 
     for name, func, help_text in (

@@ -30,6 +30,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -298,6 +299,8 @@ class Loader:
 
     def run(self) -> LoaderStats:
         from kafka import KafkaConsumer, KafkaProducer
+        from kafka.coordinator.assignors.range import RangePartitionAssignor
+        from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
         from kafka.errors import KafkaError
 
         s = self.settings
@@ -324,6 +327,10 @@ class Loader:
                 max_poll_interval_ms=s.loader_max_poll_interval_ms,
                 session_timeout_ms=10_000,
                 heartbeat_interval_ms=3_000,
+                # Round robin over all the group's partitions, so that loaders share each topic's
+                # traffic evenly (range, kafka-python's first choice, assigns per topic: with
+                # three partitions a topic and two loaders, one of them gets two thirds).
+                partition_assignment_strategy=(RoundRobinPartitionAssignor, RangePartitionAssignor),
             )
             self._producer = KafkaProducer(
                 **common,
@@ -841,6 +848,77 @@ class Loader:
         tmp = self.status_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "updated": datetime.now(timezone.utc).isoformat(), **asdict(self.stats)}, indent=2))
         os.replace(tmp, self.status_file)
+
+
+# --------------------------------------------------------------------------------------------
+# Several loaders of one group, as child processes
+# --------------------------------------------------------------------------------------------
+_SUMMED = ("consumed", "bronze_rows", "quarantined", "dead_lettered", "dead_letter_failures", "batches")
+
+
+def run_workers(settings: Settings, count: int, *, until_idle: bool, idle_seconds: float) -> LoaderStats:
+    """Run ``count`` loaders of the group as child processes until all have exited; their totals.
+
+    kafka-python decodes each record in Python, under the GIL, so one loader keeps about one
+    core busy; the group's partitions are Kafka's unit of parallelism. Each child is
+    ``engagement load --workers 1`` with this process's environment (so the same settings), and
+    the group coordinator shares the partitions out. SIGTERM and SIGINT are passed on: each child
+    publishes its batch, commits and exits. When a child fails, the others are stopped the same
+    way and the loader fails: a supervisor then restarts it whole, rather than some of it running
+    on at a fraction of its throughput.
+    """
+    command = [sys.executable, "-m", "engagement.cli", "load", "--workers", "1"]
+    if until_idle:
+        command += ["--until-idle", "--idle-seconds", str(idle_seconds)]
+    children: list[subprocess.Popen] = []
+
+    def stop(*_: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    failed: subprocess.Popen | None = None
+    try:
+        children += [subprocess.Popen(command, preexec_fn=_stop_with_parent) for _ in range(count)]
+        log.info("started %d loader workers: pids %s", count, ", ".join(str(c.pid) for c in children))
+        running = list(children)
+        while running:
+            time.sleep(0.2)
+            for child in [c for c in running if c.poll() is not None]:
+                running.remove(child)
+                if child.returncode != 0 and failed is None:
+                    failed = child
+                    log.error("loader worker %d exited with %d: stopping the others", child.pid, child.returncode)
+                    stop()
+    finally:
+        stop()  # on an exception here (none expected), no child outlives the parent's wait
+        for child in children:
+            child.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failed is not None:
+        raise LoaderError(
+            f"loader worker {failed.pid} exited with {failed.returncode} (its error is above); the other "
+            f"{count - 1} worker(s) were stopped after committing what they had published"
+        )
+    total = LoaderStats()
+    by_pid = {status.get("pid"): status for status in read_loader_status(settings.home)}
+    for child in children:
+        status = by_pid.get(child.pid, {})
+        for name in _SUMMED:
+            setattr(total, name, getattr(total, name) + int(status.get(name, 0)))
+    return total
+
+
+def _stop_with_parent() -> None:
+    """In a child, before exec: have Linux send it SIGTERM when the parent dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: a parent killed outright leaves its workers running, as separate loaders
 
 
 def read_loader_status(home: Path) -> list[dict[str, Any]]:

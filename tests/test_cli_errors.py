@@ -105,3 +105,8 @@ def test_verbose_adds_the_traceback(tmp_path):
 def test_bad_setting(tmp_path):
     done = run_cli(tmp_path, "config", env={"ENGAGEMENT_TIMEZONE": "Mars/Olympus"})
     assert_one_line_error(done, "ENGAGEMENT_TIMEZONE='Mars/Olympus'", "Asia/Shanghai")
+
+
+def test_no_loader_workers(tmp_path):
+    done = run_cli(tmp_path, "load", "--workers", "0")
+    assert_one_line_error(done, "--workers must be >= 1, got 0")

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
@@ -775,3 +776,71 @@ def test_status_shows_lag_rate_dead_letters_and_last_commit(loader_home: LoaderH
     # The loader logs the same figures periodically and when it stops.
     log = (loader_home.home / "loader-0.log").read_text()
     assert "lag=" in log and "dead_lettered=" in log
+
+
+# --------------------------------------------------------------------------------------------
+# Several workers (engagement load --workers N)
+# --------------------------------------------------------------------------------------------
+def _workers_of(parent: subprocess.Popen, count: int, timeout: float = 30) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while True:
+        children = psutil.Process(parent.pid).children()
+        if len(children) == count:
+            return children
+        assert parent.poll() is None and time.monotonic() < deadline, f"{len(children)} workers, not {count}"
+        time.sleep(0.05)
+
+
+def test_two_workers_share_the_group_and_load_everything_exactly_once(loader_home: LoaderHome, produced: Produced) -> None:
+    parent = loader_home.start(until_idle=True, ENGAGEMENT_LOADER_WORKERS="2")
+    pids = [worker.pid for worker in _workers_of(parent, 2)]
+    assert loader_home.wait(parent) == 0, loader_home.logs()
+    assert_exactly_once(loader_home, produced)
+    assert committed_offsets(produced.settings, loader_home.group) == produced.end_offsets
+    # Both workers published (the group was shared), and the parent's summary adds theirs up.
+    published = {}
+    for pid in pids:
+        (status_file,) = (loader_home.home / "loader").glob(f"*-{pid}.json")
+        published[pid] = json.loads(status_file.read_text())["bronze_rows"]
+    assert all(rows > 0 for rows in published.values()), published
+    valid = produced.total - len(produced.invalid)
+    assert sum(published.values()) == valid
+    assert f"loaded {produced.total:,} messages with 2 workers: {valid:,} to bronze" in (loader_home.home / "loader-0.log").read_text()
+
+
+def test_sigterm_to_the_workers_parent_stops_each_after_its_commit(loader_home: LoaderHome, produced: Produced) -> None:
+    parent = loader_home.start(until_idle=False, ENGAGEMENT_LOADER_WORKERS="2")
+    workers = _workers_of(parent, 2)
+    loader_home.wait_for_progress(produced.total // 4, parent)
+    parent.send_signal(signal.SIGTERM)
+    assert loader_home.wait(parent, timeout=60) == 0, loader_home.logs()
+    assert not psutil.wait_procs(workers, timeout=5)[1], "a worker outlived its parent"
+    assert (loader_home.home / "loader-0.log").read_text().count("loader stopped after") == 2
+    assert loader_home.marked() < produced.total
+    assert committed_offsets(produced.settings, loader_home.group) == bronze_progress(loader_home)
+    _finish(loader_home, produced)
+
+
+def test_a_worker_killed_fails_the_loader_and_its_parent_killed_stops_the_workers(
+    loader_home: LoaderHome, produced: Produced
+) -> None:
+    # A worker dies (SIGKILL): the parent stops the other one and fails with a message that says so.
+    parent = loader_home.start(until_idle=False, ENGAGEMENT_LOADER_WORKERS="2")
+    first, second = _workers_of(parent, 2)
+    loader_home.wait_for_progress(produced.total // 8, parent)
+    first.kill()
+    assert loader_home.wait(parent, timeout=60) == 1, loader_home.logs()
+    assert not psutil.wait_procs([second], timeout=10)[1]
+    log = (loader_home.home / "loader-0.log").read_text()
+    assert f"loader worker {first.pid} exited with -9" in log
+    assert log.count("loader stopped after") == 1, log  # the other one stopped (SIGTERM), the way it does
+    # The parent dies (SIGKILL): its workers get SIGTERM from the kernel and exit by themselves.
+    parent = loader_home.start(until_idle=False, ENGAGEMENT_LOADER_WORKERS="2")
+    workers = _workers_of(parent, 2)
+    loader_home.wait_for_progress(loader_home.marked() + produced.total // 8, parent)
+    parent.kill()
+    parent.wait()
+    assert not psutil.wait_procs(workers, timeout=60)[1], "workers outlived their parent"
+    log = (loader_home.home / "loader-1.log").read_text()
+    assert log.count("loader stopped after") == 2, log  # each published its batch and committed
+    _finish(loader_home, produced)

@@ -114,6 +114,8 @@ def test_settings_errors_name_the_variable():
         Settings.from_env({"ENGAGEMENT_TOPIC_PARTITIONS": "many"})
     with pytest.raises(SettingsError, match="ENGAGEMENT_BOOTSTRAP_SERVERS"):
         Settings.from_env({"ENGAGEMENT_BOOTSTRAP_SERVERS": "localhost"})
+    with pytest.raises(SettingsError, match="ENGAGEMENT_LOADER_WORKERS must be >= 1, got 0"):
+        Settings.from_env({"ENGAGEMENT_LOADER_WORKERS": "0"})
 
 
 def test_secrets_are_masked():
