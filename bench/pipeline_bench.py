@@ -312,16 +312,16 @@ def render(results: list[dict], versions: dict[str, str]) -> str:
     row("loader (end to end)", lambda r: f"{r['loader']['events_per_second_end_to_end']:,} msg/s")
     row("loader / bare loop", lambda r: f"{r['loader']['events_per_second_end_to_end'] / r['bare_consume']['events_per_second']:.0%}")
     row("loader peak RSS", lambda r: f"{r['loader']['peak_rss_mib']:.0f} MiB")
+    row(
+        "loader RSS at 25/50/75/100 %",
+        lambda r: " / ".join(f"{m['rss_mib']:.0f}" for m in r["loader"]["rss_at_progress"].values()) + " MiB",
+    )
     row(f"loader, {LOADER_WORKERS} workers (end to end)", lambda r: f"{r['loader_workers']['events_per_second_end_to_end']:,} msg/s")
     row(
         f"loader, {LOADER_WORKERS} workers / bare loop",
         lambda r: f"{r['loader_workers']['events_per_second_end_to_end'] / r['bare_consume']['events_per_second']:.0%}",
     )
     row(f"loader, {LOADER_WORKERS} workers: peak RSS of all", lambda r: f"{r['loader_workers']['peak_rss_mib']:.0f} MiB")
-    row(
-        "loader RSS at 25/50/75/100 %",
-        lambda r: " / ".join(f"{m['rss_mib']:.0f}" for m in r["loader"]["rss_at_progress"].values()) + " MiB",
-    )
     row("full refresh, days 1-89", lambda r: f"{r['full_refresh_history']['seconds']:.0f} s")
     row("full refresh, days 1-90", lambda r: f"{r['full_refresh']['seconds']:.0f} s")
     row("incremental run, day 90", lambda r: f"{r['incremental']['seconds']:.0f} s")
