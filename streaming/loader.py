@@ -240,6 +240,8 @@ _POLL_TIMEOUT_MS = 500
 # The GIL switch interval while the loader runs (see Loader.run; Python's default is 5 ms).
 _SWITCH_INTERVAL_S = 0.0005
 _REPORT_EVERY_S = 10.0
+# An --until-idle loader with no partitions assigned waits this long before it exits.
+_EMPTY_IDLE_S = 10.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -543,8 +545,20 @@ class Loader:
                     idle_since = None
                 elif idle_since is None:
                     idle_since = now
-                elif now - idle_since >= self.idle_seconds and self._caught_up():
+                elif now - idle_since >= self._idle_needed() and self._caught_up():
                     break
+
+    def _idle_needed(self) -> float:
+        """How long nothing must happen before --until-idle exits: longer while nothing is assigned.
+
+        The group's leader assigns the partitions its metadata holds, and a new group's first
+        assignment is often empty: the real one follows with the leader's next metadata update,
+        which took seconds when workers started together. A worker that has nothing assigned
+        waits at least _EMPTY_IDLE_S before it takes "none" for "nothing to do".
+        """
+        if self._consumer is not None and not self._consumer.assignment():
+            return max(self.idle_seconds, _EMPTY_IDLE_S)
+        return self.idle_seconds
 
     def _caught_up(self) -> bool:
         """Joined the group, and at the log end of every assigned partition (if any)."""
