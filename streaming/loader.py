@@ -556,7 +556,7 @@ class Loader:
         which took seconds when workers started together. A worker that has nothing assigned
         waits at least _EMPTY_IDLE_S before it takes "none" for "nothing to do".
         """
-        if self._consumer is not None and not self._consumer.assignment():
+        if not self._consumer.assignment():
             return max(self.idle_seconds, _EMPTY_IDLE_S)
         return self.idle_seconds
 

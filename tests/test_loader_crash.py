@@ -305,14 +305,18 @@ class LoaderHome:
                 process.kill()
                 process.wait()
 
+    def status(self, pid: int) -> dict:
+        """The status file of the loader with this pid ({} before it wrote one)."""
+        for path in (self.home / "loader").glob(f"*-{pid}.json"):
+            try:
+                return json.loads(path.read_text())
+            except json.JSONDecodeError:  # replaced atomically, but be safe while it is written
+                return {}
+        return {}
+
     def batches(self, process: subprocess.Popen) -> int:
         """Batches the loader ``process`` has published, from its status file (0 before any)."""
-        for path in (self.home / "loader").glob(f"*-{process.pid}.json"):
-            try:
-                return json.loads(path.read_text()).get("batches", 0)
-            except json.JSONDecodeError:  # replaced atomically, but be safe while it is written
-                return 0
-        return 0
+        return self.status(process.pid).get("batches", 0)
 
     def marked(self) -> int:
         """Offsets committed so far: the loader's durable progress."""
@@ -798,10 +802,7 @@ def test_two_workers_share_the_group_and_load_everything_exactly_once(loader_hom
     assert_exactly_once(loader_home, produced)
     assert committed_offsets(produced.settings, loader_home.group) == produced.end_offsets
     # Both workers published (the group was shared), and the parent's summary adds theirs up.
-    published = {}
-    for pid in pids:
-        (status_file,) = (loader_home.home / "loader").glob(f"*-{pid}.json")
-        published[pid] = json.loads(status_file.read_text())["bronze_rows"]
+    published = {pid: loader_home.status(pid)["bronze_rows"] for pid in pids}
     assert all(rows > 0 for rows in published.values()), published
     valid = produced.total - len(produced.invalid)
     assert sum(published.values()) == valid
