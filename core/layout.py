@@ -34,6 +34,11 @@ BRONZE_IDENTITY = "bronze/identity"
 QUARANTINE = "quarantine"
 PUBLISHED = "published"
 PIPELINE_RUNS = "pipeline_runs"
+# Silver files, written once per build (core.silver_log names the live ones).
+SILVER_EVENTS = "silver/events"
+SILVER_IDENTITY_MAP = "silver/identity_map"
+SILVER_SUMMARY = "silver/summary"
+SILVER_TABLES = (SILVER_EVENTS, SILVER_IDENTITY_MAP, SILVER_SUMMARY)
 
 _RANGE_FILE = re.compile(r"^(\d{20})-(\d{20})\.parquet$")
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from core import silver_log
 from core.errors import UserError
-from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY, partition_key
+from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY, SILVER_EVENTS, SILVER_IDENTITY_MAP, SILVER_SUMMARY, partition_key
 from core.loader_log import commits, partitions
 from core.settings import Settings
 from core.silver_log import UNPARSED, Changes, SilverVersion
@@ -34,9 +34,6 @@ from core.storage import Store
 log = logging.getLogger("engagement.incremental")
 
 BRONZE_TABLES = (BRONZE_EVENTS, BRONZE_IDENTITY)
-SILVER_EVENTS_PREFIX = "silver/events"
-SILVER_IDENTITY_PREFIX = "silver/identity_map"
-SILVER_SUMMARY_PREFIX = "silver/summary"
 
 
 class NotValidated(UserError):
@@ -183,11 +180,11 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         )
         fresh = added.select(*STORED_COLUMNS)
         rows = fresh if old is None else old.join(fresh.select("event_id"), "event_id", "left_anti").unionByName(fresh)
-        prefix = f"{SILVER_EVENTS_PREFIX}/{build}"
+        prefix = f"{SILVER_EVENTS}/{build}"
         write_table(rows.withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
         written = _files_by_date(data_files(store, prefix))
         # The history summary of the rewritten dates, from the files just written.
-        summary_prefix = f"{SILVER_SUMMARY_PREFIX}/{build}"
+        summary_prefix = f"{SILVER_SUMMARY}/{build}"
         dated = [f for k, files_of_date in written.items() if k != UNPARSED for f in files_of_date]
         if dated:
             rewritten = read_with_schema(spark, store, dated, STORED_SCHEMA)
@@ -221,7 +218,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
             identity_map = build_identity_map(previous.select("platform", "user_id").unionByName(accounts(added)), all_links())
         else:
             identity_map = add_accounts(previous, accounts(added))
-    identity_prefix = f"{SILVER_IDENTITY_PREFIX}/{build}"
+    identity_prefix = f"{SILVER_IDENTITY_MAP}/{build}"
     write_table(identity_map.coalesce(1), store, identity_prefix)
     identity_files = data_files(store, identity_prefix)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import UserError
-from core.layout import gold_build_key, publication_key, published_dates, staging_key
+from core.layout import SILVER_TABLES, gold_build_key, publication_key, published_dates, staging_key
 from core.settings import Settings
 from core.storage import Store, as_store, warehouse_store
 from core.tables import GOLD_TABLES
@@ -168,7 +168,7 @@ def prune(store: Store, *, keep_days: int, now: datetime | None = None) -> dict[
     if head:
         live.update(f for part in head.events.values() for f in part.get("summary", []))
     silver_builds = set()
-    for key in store.list("silver/events") + store.list("silver/identity_map") + store.list("silver/summary"):
+    for key in [k for table in SILVER_TABLES for k in store.list(table)]:
         build = key.split("/")[2] if key.count("/") >= 3 else ""
         if key not in live and now - _built_at(f"x/build={build}") > timedelta(days=1):
             store.delete(key)
