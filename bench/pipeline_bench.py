@@ -5,7 +5,7 @@ For each size (events over 90 days, the generator's own behaviour; 1 % redeliver
 events, 0.1 % invalid messages):
 
 1. generate the traffic (``streaming.generator``, fixed seed) and produce days 1-89 to a
-   throw-away single-node broker (3 partitions per topic);
+   throw-away single-node broker (3 partitions per topic), keeping day 90's messages aside;
 2. consume every message with a bare kafka-python loop (no parsing, no writing): the ceiling
    the loader is compared with; then run ``engagement load --until-idle`` on the same topics,
    sampling its resident memory; then again with two workers (``--workers 2``, one process a
@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -86,11 +87,9 @@ def generator_config(events: int):
     )  # fmt: skip
 
 
-def produce(settings: Settings, config, *, last_day: bool) -> dict[str, int]:
-    """Produce the messages emitted before the last day (or on and after it); count per topic."""
+def produce(settings: Settings, messages: Iterable) -> dict[str, int]:
+    """Produce ``messages`` in their order; count per topic."""
     from kafka import KafkaProducer
-
-    from streaming.generator import generate
 
     producer = KafkaProducer(
         bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=50, batch_size=1024 * 1024, max_request_size=1024 * 1024
@@ -98,9 +97,7 @@ def produce(settings: Settings, config, *, last_day: bool) -> dict[str, int]:
     counts: dict[str, int] = {}
     started = time.monotonic()
     try:
-        for m in generate(config):
-            if (m.emit_date >= LAST) != last_day:
-                continue
+        for m in messages:
             producer.send(m.topic, key=m.key, value=m.value)
             counts[m.topic] = counts.get(m.topic, 0) + 1
             total = sum(counts.values())
@@ -110,6 +107,18 @@ def produce(settings: Settings, config, *, last_day: bool) -> dict[str, int]:
     finally:
         producer.close()
     return counts
+
+
+def until_last_day(config, rest: list) -> Iterator:
+    """The generated messages emitted before the last day; those on and after it go to ``rest``
+    (in order), so that the last day is produced later without generating everything again."""
+    from streaming.generator import generate
+
+    for m in generate(config):
+        if m.emit_date >= LAST:
+            rest.append(m)
+        else:
+            yield m
 
 
 def bare_consume(settings: Settings, total: int) -> dict[str, float]:
@@ -222,7 +231,8 @@ def bench_size(events: int, *, keep: bool) -> dict:
         create_topics(settings.bootstrap_servers, partitions=3)
         _say(f"{events:,}: generating and producing days 1-{DAYS - 1} ...")
         started = time.monotonic()
-        history = produce(settings, config, last_day=False)
+        last_day_messages: list = []
+        history = produce(settings, until_last_day(config, last_day_messages))
         result["produce_seconds"] = round(time.monotonic() - started, 1)
         history_total = sum(history.values())
         result["history_messages"] = history_total
@@ -239,7 +249,7 @@ def bench_size(events: int, *, keep: bool) -> dict:
         result["full_refresh_history"] = timed_run(settings, LAST - timedelta(days=1), home / "run.log", full_refresh=True)
 
         _say(f"{events:,}: day {DAYS}: produce and load ...")
-        last_day = produce(settings, config, last_day=True)
+        last_day = produce(settings, last_day_messages)
         result["last_day_messages"] = sum(last_day.values())
         result["loader_last_day"] = run_loader(settings, history_total + sum(last_day.values()), home / "loader.log")
         _say(f"{events:,}: incremental run as of {LAST} ...")
