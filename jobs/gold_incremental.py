@@ -13,16 +13,17 @@ across a daylight-saving change):
   that date plus each (user, group)'s first join before it ("already a member" needs only that).
 * ``retention_cohorts``: an event on e counts for the cohorts e-30 .. e, and a join can move its
   user's cohort (first join) anywhere after e; new at D: cohorts P-29 .. D. Cohorts from
-  ``min(e) - 30`` (or P-29) on are recomputed, over the events from that date plus each user's
-  first join before it (which puts the users of earlier cohorts where they belong).
+  ``min(e) - 30`` (or P-29) on are recomputed, over the history summary from that date plus each
+  user's first join before it (which puts the users of earlier cohorts where they belong).
 * ``cross_platform_propagation``: a like on e, or a share on e that answers a like of e-2 .. e;
   the same for the events of accounts whose person changed (a late identity link); new at D:
   like dates P .. D-1. Recomputed over the events of those dates and the two after.
 * ``member_lifetime``, ``group_health`` (every row has its 7/14-day windows at D),
   ``group_survival`` and ``cross_platform_overlap``: computed whole, but from silver's *history
   summary* (:func:`history_summary`, kept per event date beside silver) rather than from every
-  event: these four tables, and the first joins before a recomputed cohort, read only joins,
-  the dates each user was active and the dates each group had a like or share.
+  event: these four tables, the recomputed retention cohorts and the first joins before a
+  recomputed cohort read only joins, the dates each user was active and the dates each group
+  had a like or share.
 
 A full refresh (no earlier gold, or silver rebuilt since) computes every table whole.
 """
@@ -123,9 +124,10 @@ def history_summary(events: DataFrame) -> DataFrame:
     ``group_id``, ``event_type``) of the likes and shares that carry a ``group_id``,
     ``user_id`` NULL ("the group had one that day"). ``member_lifetime``, ``group_health``,
     ``group_survival`` and ``cross_platform_overlap`` use joins, the latest active date of a
-    user and the first and last group-scoped date of a group only, and a NULL ``user_id``
-    matches no member, so they give the same rows from this as from the events; so does the
-    first join of a (user, group) or user before a recomputed cohort. A summary of a date
+    user and the first and last group-scoped date of a group only, ``retention_cohorts`` joins
+    and the dates a user was active, and a NULL ``user_id`` matches no member, so they give the
+    same rows from this as from the events; so does the first join of a (user, group) or user
+    before a recomputed cohort. A summary of a date
     depends on that date's events only, so it is rewritten with them.
     """
     columns = events.columns
@@ -189,7 +191,8 @@ def update_gold_tables(
     )
 
     start = retention_start(changes, base_as_of, as_of)
-    retention_input = _with_first_joins_before(known, summary, start, as_of, ["platform", "user_id"])
+    # Retention reads joins and the days each user was active: the summary's rows say both.
+    retention_input = _with_first_joins_before(summary, summary, start, as_of, ["platform", "user_id"])
     retention_cohorts = _carry(
         base["retention_cohorts"], build_retention_cohorts(retention_input, as_of_date=as_of), cohort >= F.lit(start)
     )
