@@ -108,10 +108,6 @@ def new_bronze(store: Store, plan: dict[str, Any], head: SilverVersion | None) -
 # dates at once): the one that loses the commit starts again from the winner's version, which
 # usually holds its bronze already.
 COMMIT_ATTEMPTS = 5
-# At most this many new event ids are broadcast to every task that scans silver for copies of
-# them (tens of bytes each; the benchmark's day at 10M events a quarter brings ~210k). A larger
-# catch-up joins them the ordinary way.
-BROADCAST_IDS = 1_000_000
 
 
 def update_silver(spark, store: Store, settings: Settings, as_of_date: date) -> SilverVersion:
@@ -159,15 +155,8 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
     if full:
         added = candidates.withColumn("replaces", F.lit(False)).withColumn("replaced_date", F.lit(None).cast("date"))
     else:
-        # Checkpointed because earlier_copies reads it twice, and counted to decide whether its
-        # ids may be broadcast against all of silver.
-        candidates = candidates.localCheckpoint()
         held = read_with_schema(spark, store, head.event_files(unparsed=True), STORED_SCHEMA)
-        added = earlier_copies(
-            candidates,
-            held.select("event_id", "kafka_topic", "kafka_partition", "kafka_offset", "event_date"),
-            broadcast_ids=candidates.count() <= BROADCAST_IDS,
-        )
+        added = earlier_copies(candidates, held.select("event_id", "kafka_topic", "kafka_partition", "kafka_offset", "event_date"))
     added = added.localCheckpoint()
 
     def key(column):

@@ -73,22 +73,17 @@ def first_copies(bronze_events: DataFrame, *, timezone: str, key: str | None = N
     return pseudonymise(events, EVENT_ID_COLUMNS, key)
 
 
-def earlier_copies(candidates: DataFrame, held: DataFrame, *, broadcast_ids: bool = False) -> DataFrame:
+def earlier_copies(candidates: DataFrame, held: DataFrame) -> DataFrame:
     """The ``candidates`` (first copies of new bronze) earlier than what silver holds.
 
     ``held`` is silver's (``event_id``, coordinates, ``event_date``). A candidate stays when
     silver has no copy of its id or a later one; ``replaced_date`` is then the date of the held
     copy that goes (NULL when none goes; ``event_date`` of an unparsed copy is NULL too, so
     ``replaces`` says whether one goes).
-
-    ``held`` is all of silver and the candidates a day's worth: the held copies are first
-    narrowed to the candidates' ids (a few redeliveries), with the ids broadcast when
-    ``broadcast_ids`` (the caller knows how many there are), so the history is scanned but
-    never shuffled.
     """
-    ids = candidates.select("event_id")
-    met = held.join(F.broadcast(ids) if broadcast_ids else ids, on="event_id", how="left_semi")
-    silver = met.select("event_id", _coordinates().alias("_held"), F.col("event_date").alias("replaced_date"))
+    silver = held.select(
+        "event_id", _coordinates().alias("_held"), F.col("event_date").alias("replaced_date")
+    )
     return (
         candidates.join(silver, on="event_id", how="left")
         .where(F.col("_held").isNull() | (_coordinates() < F.col("_held")))
