@@ -127,8 +127,8 @@ def history_summary(events: DataFrame) -> DataFrame:
     user and the first and last group-scoped date of a group only, ``retention_cohorts`` joins
     and the dates a user was active, and a NULL ``user_id`` matches no member, so they give the
     same rows from this as from the events; so does the first join of a (user, group) or user
-    before a recomputed cohort. A summary of a date
-    depends on that date's events only, so it is rewritten with them.
+    before a recomputed cohort. A summary of a date depends on that date's events only, so it
+    is rewritten with them.
     """
     columns = events.columns
     dated = events.where(F.col("event_date").isNotNull())
