@@ -5,7 +5,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends openjdk-17-jre-
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/engagement
 COPY pyproject.toml requirements.lock README.md ./
-RUN pip install --no-cache-dir uv==0.13.9 && uv pip install --system --no-cache -r requirements.lock
+RUN pip install --no-cache-dir uv==0.13.9 && uv pip install --system --no-cache --compile-bytecode -r requirements.lock
 COPY core core
 COPY engagement engagement
 COPY streaming streaming
