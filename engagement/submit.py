@@ -50,6 +50,12 @@ def submit_command(
 ) -> list[str]:
     """The spark-submit command line of one step (settings are the deployment's defaults;
     ``--conf`` values set on the cluster itself still apply where these do not)."""
+    from jobs.class_archive import DEFAULT_PATH, java_options, option_string
+
+    # The driver runs here (client mode), on this environment's jars: its class archive applies
+    # (a JVM of another Spark ignores it).
+    archive = java_options(DEFAULT_PATH)
+    driver = ["--conf", f"spark.driver.defaultJavaOptions={option_string(archive)}"] if archive else []
     storage = []
     if settings.warehouse_on_object_storage:
         from jobs.object_storage import s3a_conf
@@ -62,6 +68,7 @@ def submit_command(
         "--driver-memory", settings.spark_driver_memory,
         "--conf", f"spark.sql.shuffle.partitions={settings.spark_shuffle_partitions}",
         "--conf", "spark.sql.session.timeZone=UTC",
+        *driver,
         *storage,
         str(PIPELINE_FILE),
         "--as-of", as_of_date.isoformat(),

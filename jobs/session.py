@@ -10,6 +10,10 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from jobs.class_archive import DEFAULT_PATH as DEFAULT_CLASS_ARCHIVE
+from jobs.class_archive import java_options as class_archive_options
+from jobs.class_archive import option_string
+
 
 def launched_by_spark_submit() -> bool:
     """Whether ``spark-submit`` (or another Spark launcher) started this Python process.
@@ -27,6 +31,7 @@ def build_spark(
     shuffle_partitions: int = 4,
     driver_memory: str = "2g",
     conf: dict[str, str] | None = None,
+    class_archive: Path | None = DEFAULT_CLASS_ARCHIVE,
 ) -> SparkSession:
     """Get or create the session. All timestamps are handled in UTC; reporting dates are
     derived explicitly in the reporting zone, never from the JVM's default zone.
@@ -35,6 +40,9 @@ def build_spark(
     process that starts Spark itself (local mode). Under ``spark-submit`` the submitted
     ``--name``, ``--master``, ``--driver-memory`` and ``--conf`` values are the deployment's and
     are left alone.
+
+    A JVM this process starts maps the classes of ``class_archive`` when that file exists
+    (``jobs.class_archive``: ``make env`` records it; a few seconds off every start).
     """
     # Resolving the machine's host name can stall the driver start for ~40 s; bind loopback
     # unless the deployment says otherwise.
@@ -63,16 +71,20 @@ def build_spark(
         .config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     )
+    java_options = []
     log_file = os.environ.get("ENGAGEMENT_LOG_FILE")
     jvm_stderr = contextlib.nullcontext()
-    if log_file and not launched_by_spark_submit() and not os.environ.get("ENGAGEMENT_VERBOSE"):
-        # Spark's log lines to a file beside the CLI's log (the JVM starts with this session).
-        spark_log = str(Path(log_file).with_suffix(".spark.log"))
-        jvm_stderr = _stderr_to(spark_log)
-        config = Path(__file__).with_name("log4j2.properties")
-        builder = builder.config(
-            "spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile={config} -Dengagement.spark.log={spark_log}"
-        )
+    if not launched_by_spark_submit():
+        java_options += class_archive_options(class_archive)
+        if log_file and not os.environ.get("ENGAGEMENT_VERBOSE"):
+            # Spark's log lines to a file beside the CLI's log (the JVM starts with this session).
+            spark_log = str(Path(log_file).with_suffix(".spark.log"))
+            jvm_stderr = _stderr_to(spark_log)
+            config = Path(__file__).with_name("log4j2.properties")
+            java_options += [f"-Dlog4j2.configurationFile={config}", f"-Dengagement.spark.log={spark_log}"]
+    if java_options:
+        # Spark puts these before spark.driver.extraJavaOptions, which stays the deployment's.
+        builder = builder.config("spark.driver.defaultJavaOptions", option_string(java_options))
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
     with jvm_stderr:

@@ -28,7 +28,6 @@ import contextlib
 import errno
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -45,6 +44,7 @@ import psutil
 
 from core import maven
 from core.errors import UserError
+from core.java import java_executable
 from core.settings import PREFIX, Settings
 
 RESOURCES = Path(__file__).resolve().parent / "kafka"
@@ -214,10 +214,7 @@ def _hand_filled(libs: Path) -> bool:
 
 
 def _java_executable() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").is_file():
-        return str(Path(java_home) / "bin" / "java")
-    java = shutil.which("java")
+    java = java_executable()
     if java is None:
         raise BrokerError(
             f"Java is not on PATH; Kafka {kafka_version()} needs a JDK {MIN_JAVA} or newer. "

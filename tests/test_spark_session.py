@@ -59,3 +59,39 @@ def test_spark_submit_settings_win(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     shown = dict(line.split(" ", 1) for line in done.stdout.splitlines() if line.split(" ")[0] in ("MASTER", "NAME", "SHUFFLE", "ZONE"))
     assert shown == {"MASTER": "local[1]", "NAME": "from-submit", "SHUFFLE": "3", "ZONE": "UTC"}
+
+
+def test_driver_maps_spark_classes_from_the_recorded_archive(tmp_path):
+    # `make env` records the archive (jobs.class_archive); a driver this process starts then maps
+    # Spark's classes from it instead of loading them from the jars, and the deployment's own
+    # spark.driver.extraJavaOptions still apply beside it (here: the JVM's class-load log).
+    from jobs.class_archive import DEFAULT_PATH
+
+    assert DEFAULT_PATH.is_file(), f"no Spark class archive at {DEFAULT_PATH}: run `make env`"
+    loaded = tmp_path / "classes.log"
+    script = tmp_path / "start_driver.py"
+    script.write_text(
+        "from jobs.session import build_spark\n"
+        f"spark = build_spark(conf={{'spark.driver.extraJavaOptions': '-Xlog:class+load=info:file={loaded}'}})\n"
+        "assert spark.range(3).count() == 3\n"
+        "spark.stop()\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    context = [line for line in loaded.read_text().splitlines() if " org.apache.spark.SparkContext " in line]
+    assert context, "the class-load log does not name SparkContext"
+    assert "source: shared objects file (top)" in context[0], context[0]
+
+
+def test_a_truncated_class_archive_is_never_handed_to_the_jvm(tmp_path):
+    # A JVM given an incomplete archive crashes (SIGBUS) rather than ignoring it, so a recording
+    # is only moved into place when a JVM starts with it; a missing one gives no option at all.
+    from jobs.class_archive import DEFAULT_PATH, java_options, usable
+
+    truncated = tmp_path / "spark-classes.jsa"
+    with open(DEFAULT_PATH, "rb") as whole:
+        truncated.write_bytes(whole.read(100_000))
+    assert usable(DEFAULT_PATH)
+    assert not usable(truncated)
+    assert java_options(tmp_path / "absent.jsa") == []
+    assert java_options(None) == []
