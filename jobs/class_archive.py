@@ -2,9 +2,9 @@
 
 A driver JVM loads, verifies and links some 18,000 classes (Spark, Hadoop, Parquet, Janino,
 Jackson ...; counted for a driver that only counts three rows) every time it starts; on a
-2-core machine that is several seconds of each session's start and of its first query. JDK 17 can record the classes a run loaded in an
-archive (``-XX:ArchiveClassesAtExit``) that later JVMs map instead
-(``-XX:SharedArchiveFile``). Every ``engagement run``, Airflow task and test session that starts
+2-core machine that is several seconds of each session's start and of its first query. JDK 17
+can record the classes a run loaded in an archive (``-XX:ArchiveClassesAtExit``) that later
+JVMs map instead (``-XX:SharedArchiveFile``). Every ``engagement run``, Airflow task and test session that starts
 its own driver pays this, so ``make env`` (and the image's build) records one here by running a
 small workload of the operations the pipeline uses; :func:`jobs.session.build_spark` uses it
 when it exists.
