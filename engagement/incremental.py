@@ -198,9 +198,11 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
             else:
                 events.pop(k, None)  # its only events moved to another date
 
+    def links_of(keys: list[str]):
+        return links(read_bronze_files(spark, store, BRONZE_IDENTITY, keys), pseudonym_key)
+
     def all_links():
-        upto = plan["upto"].get(BRONZE_IDENTITY, {})
-        return links(read_bronze_files(spark, store, BRONZE_IDENTITY, bronze_files(store, BRONZE_IDENTITY, {}, upto)), pseudonym_key)
+        return links_of(bronze_files(store, BRONZE_IDENTITY, {}, plan["upto"].get(BRONZE_IDENTITY, {})))
 
     current = SilverVersion(
         number=(head.number + 1) if head else 1,
@@ -224,10 +226,13 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
 
     identity_dates: set[date] = set()
     if not full and files[BRONZE_IDENTITY]:
+        # The history summary has a row for each date an account had an event: the same dates
+        # from a fraction of the rows (versions from before summaries were kept read the events).
+        summary = current.summary_files(current.event_dates)
         identity_dates = _dates_of_relinked_accounts(
-            stored,
+            stored if summary is None else read_with_schema(spark, store, summary, STORED_SCHEMA),
             read_with_schema(spark, store, identity_files, _identity_schema()),
-            links(read_bronze_files(spark, store, BRONZE_IDENTITY, files[BRONZE_IDENTITY]), pseudonym_key),
+            links_of(files[BRONZE_IDENTITY]),
         )
     changes = Changes(
         dates=frozenset(date.fromisoformat(k) for k in touched if k != UNPARSED),
@@ -286,8 +291,9 @@ def _rows(store: Store, keys: list[str]) -> int:
     return parquet_rows(store, keys)
 
 
-def _dates_of_relinked_accounts(stored, identity_map, new_links) -> set[date]:
-    """Event dates of the accounts in the persons that ``new_links`` touch."""
+def _dates_of_relinked_accounts(activity, identity_map, new_links) -> set[date]:
+    """Event dates of the accounts in the persons that ``new_links`` touch; ``activity`` is
+    silver's events or their history summary."""
     from pyspark.sql import functions as F
 
     nodes = (
@@ -298,7 +304,7 @@ def _dates_of_relinked_accounts(stored, identity_map, new_links) -> set[date]:
     )
     persons = identity_map.join(nodes, ["platform", "user_id"], "left_semi").select("person_id").distinct()
     relinked = identity_map.join(F.broadcast(persons), "person_id", "left_semi").select("platform", "user_id")
-    dated = stored.where(F.col("event_date").isNotNull()).join(F.broadcast(relinked), ["platform", "user_id"], "left_semi")
+    dated = activity.where(F.col("event_date").isNotNull()).join(F.broadcast(relinked), ["platform", "user_id"], "left_semi")
     return {r["event_date"] for r in dated.select("event_date").distinct().collect()}
 
 

@@ -123,6 +123,8 @@ def _full_refresh(spark, settings: Settings, as_of: date, tmp_path, *, gates: bo
 
 
 def _assert_same_gold(incremental: Settings, full: Settings, as_of: date) -> None:
+    # Persons first: silver's identity map must match before gold can.
+    assert _identity_map(incremental) == _identity_map(full), f"identity_map after the run of {as_of}"
     for table in GOLD_TABLES:
         expected = gold_rows(full.warehouse, table, as_of)
         assert gold_rows(incremental.warehouse, table, as_of) == expected, f"{table} as of {as_of}"
@@ -172,6 +174,14 @@ def test_many_daily_runs_equal_a_full_refresh(spark, tmp_path):
     # One silver, updated in place: each run added a version, and no date was copied per run.
     assert head.number == len(modes) + 2
     assert len({f.split("/")[2] for f in head.event_files()}) > 1, "every date was rewritten by the last run"
+
+
+def _identity_map(settings: Settings) -> list[tuple]:
+    import pyarrow.parquet as pq
+
+    store = LocalStore(settings.warehouse)
+    keys = silver_log.head(store).identity_map
+    return sorted(tuple(row.values()) for key in keys for row in pq.read_table(settings.warehouse / key).to_pylist())
 
 
 def _staged_mode(settings: Settings, as_of: date) -> str:
