@@ -342,31 +342,38 @@ def gold_base(store: Store, version: SilverVersion, as_of_date: date) -> tuple[d
 def build_gold_tables(spark, store: Store, version: SilverVersion, as_of_date: date) -> tuple[dict, dict[str, Any]]:
     """Gold DataFrames of ``as_of_date`` and how they were made (for the run record)."""
     from core.tables import GOLD
-    from jobs.gold_incremental import update_gold_tables
+    from jobs.gold_incremental import event_dates_read, update_gold_tables
     from jobs.schemas import spark_schema
     from jobs.silver import STORED_SCHEMA
     from jobs.storage import read_with_schema
 
     dates = [d for d in version.event_dates if d <= as_of_date]
-    events = read_with_schema(spark, store, version.event_files(dates), STORED_SCHEMA)
     identity_map = read_with_schema(spark, store, version.identity_map, _identity_schema()).cache()
     found = gold_base(store, version, as_of_date)
     if found is None:
         # Every table reads every event: read them once.
-        return update_gold_tables(events.cache(), identity_map, as_of_date=as_of_date), {"mode": "full", "silver_version": version.number}
+        events = read_with_schema(spark, store, version.event_files(dates), STORED_SCHEMA).cache()
+        return update_gold_tables(events, identity_map, as_of_date=as_of_date), {"mode": "full", "silver_version": version.number}
     record, changes = found
-    # The tables built incrementally read the recent dates only; those computed whole read the
-    # history summary (about a third of the rows, a few columns), which versions written before
-    # it existed lack: then it is derived from the events.
+    base_as_of = date.fromisoformat(record["as_of_date"])
+    # The tables built incrementally read the events of the recent (and changed) dates only;
+    # those computed whole read the history summary (about a third of the rows, a few columns),
+    # which versions written before it existed lack: then it is derived from all the events.
     summary_files = version.summary_files(dates)
-    history = read_with_schema(spark, store, summary_files, STORED_SCHEMA).cache() if summary_files is not None else None
+    if summary_files is None:
+        history, read = None, dates
+    else:
+        history = read_with_schema(spark, store, summary_files, STORED_SCHEMA).cache()
+        needed = event_dates_read(changes, base_as_of, as_of_date)
+        read = [d for d in dates if d in needed]
+    events = read_with_schema(spark, store, version.event_files(read), STORED_SCHEMA)
     base = {name: read_with_schema(spark, store, keys, spark_schema(GOLD[name])) for name, keys in record["tables"].items()}
     tables = update_gold_tables(
         events,
         identity_map,
         as_of_date=as_of_date,
         base=base,
-        base_as_of=date.fromisoformat(record["as_of_date"]),
+        base_as_of=base_as_of,
         changes=changes,
         history=history,
     )

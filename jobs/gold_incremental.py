@@ -92,6 +92,19 @@ def propagation_dates(changes: Changes, base_as_of: date, as_of: date) -> set[da
     return {d for d in dates if d < as_of} | _days(base_as_of, as_of - timedelta(days=1))
 
 
+def _propagation_reach(likes: set[date]) -> set[date]:
+    """The dates whose events the propagation of ``likes`` reads (a like and its answers)."""
+    return {d + timedelta(days=k) for d in likes for k in range(_PROPAGATION_REACH + 1)}
+
+
+def event_dates_read(changes: Changes, base_as_of: date, as_of: date) -> set[date]:
+    """The event dates :func:`update_gold_tables` reads stored events of, given a history
+    summary: the rest of each table comes from the base or from the summary."""
+    conversion = _days(conversion_start(changes, base_as_of, as_of), as_of)
+    reach = _propagation_reach(propagation_dates(changes, base_as_of, as_of))
+    return {d for d in daily_dates(changes, base_as_of, as_of) | conversion | reach if d <= as_of}
+
+
 def _on(events: DataFrame, dates: set[date]) -> DataFrame:
     return events.where(F.col("event_date").isin(sorted(dates))) if dates else events.limit(0)
 
@@ -165,8 +178,9 @@ def update_gold_tables(
     """Every gold table as of ``as_of_date``: from ``base`` (gold as of ``base_as_of``) and the
     silver ``changes`` since, or whole when there is no base.
 
-    ``events`` are stored silver events (without ``person_id``), any dates; ``identity_map`` is
-    silver's; ``history`` is the :func:`history_summary` of the same events (computed from them
+    ``events`` are stored silver events (without ``person_id``), any dates, or, when ``history``
+    is given, at least those of :func:`event_dates_read`; ``identity_map`` is silver's;
+    ``history`` is the :func:`history_summary` of all the events (computed from ``events``
     when not given). The result equals :func:`jobs.gold.build_gold_tables` over the same silver.
     """
     if base is None or changes is None or changes.everything or base_as_of is None or base_as_of > as_of_date:
@@ -198,7 +212,7 @@ def update_gold_tables(
     )
 
     likes = propagation_dates(changes, base_as_of, as_of)
-    reach = {d + timedelta(days=k) for d in likes for k in range(_PROPAGATION_REACH + 1)}
+    reach = _propagation_reach(likes)
     propagation = _carry(
         base["cross_platform_propagation"],
         build_cross_platform_propagation(with_person(_on(known, reach), identity_map), identity_map, as_of_date=as_of),

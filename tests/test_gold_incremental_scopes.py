@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from core.silver_log import Changes
-from jobs.gold_incremental import conversion_start, daily_dates, propagation_dates, retention_start
+from jobs.gold_incremental import conversion_start, daily_dates, event_dates_read, propagation_dates, retention_start
 
 P = date(2026, 3, 20)  # the earlier gold
 D = date(2026, 3, 22)  # this run
@@ -42,6 +42,18 @@ def test_a_late_identity_link_reaches_the_propagation_rows_of_its_accounts_event
     relinked = Changes(identity_dates=frozenset({_d(5)}))
     assert propagation_dates(relinked, D, D) == {_d(3), _d(4), _d(5)}
     assert daily_dates(relinked, D, D) == set()  # users are counted by user_id, not by person
+
+
+def test_the_events_read_are_the_recomputed_rows_dates_and_those_their_windows_reach():
+    def days(first: int, last: int) -> set[date]:
+        return {_d(day) for day in range(first, last + 1)}
+
+    # Conversion cohorts 14.. (their 7 days reach D); likes of 20 and 21 answered up to 23 (not yet).
+    assert event_dates_read(Changes(), P, D) == days(14, 22)
+    assert event_dates_read(Changes(dates=frozenset({_d(10), _d(21)})), P, D) == days(2, 22)
+    # The events of a relinked account's dates, for propagation only; nothing between them and
+    # the conversion cohorts, nothing before them.
+    assert event_dates_read(Changes(identity_dates=frozenset({_d(5)})), D, D) == days(3, 7) | days(16, 22)
 
 
 def test_changes_of_several_versions_add_up():
