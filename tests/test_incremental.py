@@ -9,6 +9,8 @@ about what happens after bronze. After every daily run the bronze is copied to a
 warehouse and rebuilt there with ``--full-refresh``; all eight tables must be equal. Along the
 way: a re-run of the same day with nothing new, a backfill of an earlier date after newer data
 arrived, and a redelivery whose copy with the smaller coordinates arrives last, on another day.
+A second test holds every identity link back to the last of 20 days, so the late links reach
+propagation rows older than any cohort that day's run recomputes for its new events.
 """
 
 from __future__ import annotations
@@ -77,15 +79,19 @@ class Bronze:
             self.next_offset[(topic, p)] = first + len(batch)
 
 
-def _traffic():
+def _generated(*, days: int, late_rate: float):
     from streaming.generator import GeneratorConfig, generate
 
     config = GeneratorConfig(
-        start_date=START, days=DAYS, seed=23, kuaishou_users=700, wechat_users=350, kuaishou_groups=20,
-        wechat_groups=40, duplicate_rate=0.02, invalid_rate=0.003, late_rate=0.08,
+        start_date=START, days=days, seed=23, kuaishou_users=700, wechat_users=350, kuaishou_groups=20,
+        wechat_groups=40, duplicate_rate=0.02, invalid_rate=0.003, late_rate=late_rate,
     )  # fmt: skip
+    return generate(config)
+
+
+def _traffic():
     by_day: dict[date, list] = defaultdict(list)
-    for m in generate(config):
+    for m in _generated(days=DAYS, late_rate=0.08):
         day = m.emit_date + timedelta(days=LINK_DELAY_DAYS) if m.topic == IDENTITY_TOPIC else m.emit_date
         if m.valid and m.topic != IDENTITY_TOPIC and _event_date(m) == DELAYED_DAY:
             day = DELAYED_UNTIL
@@ -174,6 +180,35 @@ def test_many_daily_runs_equal_a_full_refresh(spark, tmp_path):
     # One silver, updated in place: each run added a version, and no date was copied per run.
     assert head.number == len(modes) + 2
     assert len({f.split("/")[2] for f in head.event_files()}) > 1, "every date was rewritten by the last run"
+
+
+def test_links_that_arrive_late_reach_propagation_rows_older_than_every_recomputed_cohort(spark, tmp_path):
+    """Every identity link is held back until the last day, with no late events: that day's run
+    recomputes join_conversion from a week before it only, but the links make persons of
+    accounts whose likes are two weeks older, and those like dates' propagation rows (none
+    before, since nobody was linked) must appear as in a full refresh."""
+    from engagement.pipeline import run_daily
+
+    days = 20
+    last = START + timedelta(days=days - 1)
+    settings = replace(Settings.from_env(), home=tmp_path / "late-links", spark_shuffle_partitions=2)
+    bronze = Bronze(LocalStore(settings.warehouse))
+    messages = list(_generated(days=days, late_rate=0.0))
+    links = [m for m in messages if m.topic == IDENTITY_TOPIC]
+    bronze.deliver([m for m in messages if m.topic != IDENTITY_TOPIC and m.emit_date < last])
+    run_daily(spark, settings, last - timedelta(days=1))
+    assert gold_rows(settings.warehouse, "cross_platform_propagation", last - timedelta(days=1)) == []
+
+    bronze.deliver(links + [m for m in messages if m.topic != IDENTITY_TOPIC and m.emit_date == last])
+    run_daily(spark, settings, last)
+    assert _staged_mode(settings, last) == "incremental"
+    full = _full_refresh(spark, settings, last, tmp_path)
+    _assert_same_gold(settings, full, last)
+    # The scenario holds: rows on like dates older than every join_conversion cohort the run
+    # recomputed (from 8 days before its earliest new event date, last, on) and their events.
+    old = [row for row in gold_rows(full.warehouse, "cross_platform_propagation", last)
+           if row[0] < last - timedelta(days=10)]  # fmt: skip
+    assert len(old) >= 5 and all(row[1] > 0 for row in old), old
 
 
 def _identity_map(settings: Settings) -> list[tuple]:
