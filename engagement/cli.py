@@ -492,6 +492,8 @@ def _configure_logging(command: str | None, *, verbose: bool) -> Path | None:
     """Terminal: our own messages (everything with --verbose). File: everything, at INFO (DEBUG
     with --verbose), in ``$ENGAGEMENT_HOME/logs/engagement-<command>.log``; its path is returned
     (None when it cannot be written)."""
+    from expectations.runner import CHATTY_LOGGERS
+
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -501,7 +503,7 @@ def _configure_logging(command: str | None, *, verbose: bool) -> Path | None:
         console.addFilter(_OwnMessages())
     root.addHandler(console)
     # Chatty at DEBUG even in the file; --verbose shows them.
-    for noisy in ("py4j", "kafka", "botocore", "urllib3", "s3transfer", "filelock"):
+    for noisy in ("py4j", "kafka", "botocore", "urllib3", "s3transfer", "filelock", *CHATTY_LOGGERS):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
     home = Path(os.environ.get("ENGAGEMENT_HOME", "var"))
     log_file = (home / "logs" / f"engagement-{command or 'help'}.log").resolve()

@@ -242,28 +242,28 @@ def run_daily(
     return result
 
 
-def _import_in_background(module: str) -> None:
-    """Import ``module`` on a daemon thread: the gates' Great Expectations costs about 10 s of
-    Python, which runs while the JVM starts (another process) instead of after it. A later
+def _import_in_background(load: Callable[[], Any]) -> None:
+    """Run ``load`` (an import) on a daemon thread: the gates' Great Expectations costs about 10 s
+    of Python, which runs while the JVM starts (another process) instead of after it. A later
     ``import`` waits for this one to finish; a failure here surfaces there."""
-    import importlib
     import threading
 
-    def load() -> None:
+    def run() -> None:
         try:
-            importlib.import_module(module)
+            load()
         except Exception:  # noqa: BLE001 - the gate's own import reports it
             pass
 
-    threading.Thread(target=load, name=f"import {module}", daemon=True).start()
+    threading.Thread(target=run, name=f"background {load.__name__}", daemon=True).start()
 
 
 def spark_for(settings: Settings, app_name: str = "engagement"):
     """The Spark session for these settings (local mode unless spark-submit says otherwise)."""
+    from expectations.runner import import_great_expectations
     from jobs.object_storage import s3a_conf
     from jobs.session import build_spark
 
-    _import_in_background("great_expectations")
+    _import_in_background(import_great_expectations)
     return build_spark(
         app_name=app_name,
         master=settings.spark_master,

@@ -31,6 +31,16 @@ logger = logging.getLogger(__name__)
 _EXAMPLES = 5
 _RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": _EXAMPLES}
 
+# Great Expectations logs at INFO what concerns its own developers: a line for each decorated
+# function it imports (about 200), and one for each row-condition field it looks up during a
+# validation (about 100 a daily run). In a task log they buried each gate's verdict; their
+# warnings still show.
+CHATTY_LOGGERS = (
+    "great_expectations._docs_decorators",
+    "great_expectations.expectations.expectation",
+    "great_expectations.expectations.registry",
+)
+
 _context_lock = threading.Lock()
 _context: Any = None
 # Data source names are unique per process, so repeated validations never clash.
@@ -176,11 +186,23 @@ def validate_layer(
 # Internals ------------------------------------------------------------------------------------
 
 
+def import_great_expectations() -> Any:
+    """``great_expectations``, imported with its :data:`CHATTY_LOGGERS` at WARNING unless a level
+    was set for them (``engagement --verbose`` shows them)."""
+    for name in CHATTY_LOGGERS:
+        chatty = logging.getLogger(name)
+        if chatty.level == logging.NOTSET:
+            chatty.setLevel(logging.WARNING)
+    import great_expectations
+
+    return great_expectations
+
+
 def _get_context() -> Any:
     """One ephemeral GX context per process, with progress bars off (they flood task logs)."""
     global _context
     if _context is None:
-        import great_expectations as gx
+        gx = import_great_expectations()
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         context = gx.get_context(mode="ephemeral")

@@ -7,6 +7,7 @@ module-scoped fixture) and several tests read what that one validation reported.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ from pyspark.sql.types import (
 )
 
 from core.contract import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC
-from expectations.runner import LayerReport, QualityGateFailed, validate_layer
+from expectations.runner import CHATTY_LOGGERS, LayerReport, QualityGateFailed, validate_layer
 from expectations.suites import SUITES
 from jobs.schemas import IDENTITY_MAP, SILVER_EVENTS
 
@@ -213,6 +214,29 @@ def test_importing_the_gate_does_not_import_great_expectations_or_spark():
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_great_expectations_imported_by_the_gate_keeps_its_developer_chatter_out_of_the_log():
+    code = (
+        "import logging, sys, expectations.runner as runner;"
+        "records = []; handler = logging.Handler(); handler.emit = records.append;"
+        "logging.basicConfig(level=logging.INFO, handlers=[handler]);"
+        "runner._get_context();"
+        "info = [r.name for r in records if r.name.startswith('great_expectations') and r.levelno < logging.WARNING];"
+        "print(sorted(set(info)), sum(name in runner.CHATTY_LOGGERS for name in info))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True)
+    names, chatter = done.stdout.strip().rsplit(" ", 1)
+    assert "great_expectations.data_context.types.base" in names  # INFO reached the handler
+    assert chatter == "0", done.stdout
+
+
+def test_a_gate_logs_its_verdict_without_great_expectations_chatter(spark, caplog):
+    caplog.set_level(logging.INFO)
+    validate_layer("gold", {"join_conversion": _gold(spark, "join_conversion")})
+    chatter = [r.name for r in caplog.records if r.name in CHATTY_LOGGERS and r.levelno < logging.WARNING]
+    assert not chatter, f"{len(chatter)} lines from {sorted(set(chatter))}"
+    assert any(r.name == "expectations.runner" and "PASSED" in r.getMessage() for r in caplog.records)
 
 
 def test_every_suite_builds_without_a_context_and_marks_every_expectation():
