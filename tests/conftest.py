@@ -3,7 +3,9 @@ one real S3-compatible server) per run, each started on first use."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -26,6 +28,7 @@ def spark():
 # Airflow reads its configuration on first import: point it at a throw-away home before any
 # test imports it. engagement.airflow_local keeps an AIRFLOW_HOME that is already set.
 _airflow_home = tempfile.mkdtemp(prefix="engagement-airflow-")
+atexit.register(shutil.rmtree, _airflow_home, ignore_errors=True)  # every session made one more
 os.environ["AIRFLOW_HOME"] = _airflow_home
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent.parent / "dags")
