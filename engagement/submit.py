@@ -50,12 +50,13 @@ def submit_command(
 ) -> list[str]:
     """The spark-submit command line of one step (settings are the deployment's defaults;
     ``--conf`` values set on the cluster itself still apply where these do not)."""
-    from jobs.class_archive import DEFAULT_PATH, java_options, option_string
+    from jobs.class_archive import DEFAULT_PATH, java_options
+    from jobs.spark_defaults import DRIVER_DEFAULT_JAVA_OPTIONS, driver_default_java_options
 
     # The driver runs here (client mode), on this environment's jars: its class archive applies
-    # (a JVM of another Spark ignores it).
+    # (a JVM of another Spark ignores it), after the deployment's own default options.
     archive = java_options(DEFAULT_PATH)
-    driver = ["--conf", f"spark.driver.defaultJavaOptions={option_string(archive)}"] if archive else []
+    driver = ["--conf", f"{DRIVER_DEFAULT_JAVA_OPTIONS}={driver_default_java_options(archive)}"] if archive else []
     storage = []
     if settings.warehouse_on_object_storage:
         from jobs.object_storage import s3a_conf

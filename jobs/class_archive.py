@@ -12,7 +12,9 @@ when it exists.
 The JVM checks the archive against its own build and class path and ignores one that does
 not match (its warning is silenced: Spark then starts as without one); installing other
 packages or another JDK calls for a new one (``python -m jobs.class_archive``, which
-``make env`` runs again when the lock changes). A truncated archive would crash the JVM, so
+``make env`` runs again when the lock changes). Spark puts its conf folder first on the
+driver's class path, and the JDK neither records nor maps an archive with a non-empty folder
+there: a deployment that sets ``SPARK_CONF_DIR`` to its configuration starts without one. A truncated archive would crash the JVM, so
 one is only ever moved into place whole, after the JVM that wrote it has exited.
 """
 
@@ -26,6 +28,7 @@ import time
 from pathlib import Path
 
 from core.java import java_executable
+from jobs.spark_defaults import defaults_file
 
 # Beside the installed packages whose classes it holds (the venv, or the image's Python).
 DEFAULT_PATH = Path(sys.prefix) / "share" / "engagement" / "spark-classes.jsa"
@@ -42,12 +45,6 @@ def java_options(archive: Path | None) -> list[str]:
     return [f"-XX:SharedArchiveFile={archive}", *_QUIET]
 
 
-def option_string(options: list[str]) -> str:
-    """JVM options as one Spark ``*JavaOptions`` value (Spark splits it as a shell would, so an
-    option with a space is quoted)."""
-    return " ".join(f'"{option}"' if " " in option else option for option in options)
-
-
 def usable(archive: Path) -> bool:
     """Whether the JVM Spark starts maps ``archive`` and runs: an incomplete one (the disk
     filled while it was written) crashes it instead of being ignored."""
@@ -62,6 +59,13 @@ def usable(archive: Path) -> bool:
 def build(archive: Path = DEFAULT_PATH, *, timeout: float = 600) -> float:
     """Record the archive at ``archive`` by running the workload in a JVM of its own; returns
     the seconds it took. An existing archive is replaced only when the new one is complete."""
+    conf = defaults_file().parent
+    if conf.is_dir() and any(conf.iterdir()):
+        raise RuntimeError(
+            f"not recording the Spark class archive: Spark puts its conf folder {conf} (SPARK_CONF_DIR) first on "
+            "the driver's class path, and the JDK archives no class path with a non-empty folder in it. "
+            "Spark works without the archive, only slower to start"
+        )
     started = time.monotonic()
     archive.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="class-archive-", dir=archive.parent) as scratch:

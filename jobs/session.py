@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 
 from jobs.class_archive import DEFAULT_PATH as DEFAULT_CLASS_ARCHIVE
 from jobs.class_archive import java_options as class_archive_options
-from jobs.class_archive import option_string
+from jobs.spark_defaults import DRIVER_DEFAULT_JAVA_OPTIONS, driver_default_java_options
 
 
 def launched_by_spark_submit() -> bool:
@@ -83,8 +83,9 @@ def build_spark(
             config = Path(__file__).with_name("log4j2.properties")
             java_options += [f"-Dlog4j2.configurationFile={config}", f"-Dengagement.spark.log={spark_log}"]
     if java_options:
-        # Spark puts these before spark.driver.extraJavaOptions, which stays the deployment's.
-        builder = builder.config("spark.driver.defaultJavaOptions", option_string(java_options))
+        # Spark puts these before spark.driver.extraJavaOptions, which stays the deployment's;
+        # the deployment's own default options come first.
+        builder = builder.config(DRIVER_DEFAULT_JAVA_OPTIONS, driver_default_java_options(java_options))
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
     with jvm_stderr:

@@ -83,6 +83,27 @@ def test_driver_maps_spark_classes_from_the_recorded_archive(tmp_path):
     assert "source: shared objects file (top)" in context[0], context[0]
 
 
+def test_a_driver_keeps_the_deployments_default_java_options(tmp_path):
+    # The project's own options go in spark.driver.defaultJavaOptions; the deployment's value of
+    # that key (its spark-defaults.conf, here a system property) must still reach the JVM.
+    (tmp_path / "spark-defaults.conf").write_text("spark.driver.defaultJavaOptions -Dengagement.deployment=kept\n")
+    script = tmp_path / "start_driver.py"
+    script.write_text(
+        "from jobs.session import build_spark\n"
+        "spark = build_spark()\n"
+        "jvm = spark.sparkContext._jvm\n"
+        "arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())\n"
+        "print('DEPLOYMENT', jvm.System.getProperty('engagement.deployment'))\n"
+        "print('OWN', any(a.startswith('-Dlog4j2.configurationFile=') for a in arguments))\n"
+        "spark.stop()\n"
+    )
+    env = {**os.environ, "SPARK_CONF_DIR": str(tmp_path), "ENGAGEMENT_LOG_FILE": str(tmp_path / "run.log")}
+    env.pop("ENGAGEMENT_VERBOSE", None)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {"DEPLOYMENT kept", "OWN True"} <= set(done.stdout.splitlines()), done.stdout
+
+
 def test_a_truncated_class_archive_is_never_handed_to_the_jvm(tmp_path):
     # A JVM given an incomplete archive crashes (SIGBUS) rather than ignoring it, so a recording
     # is only moved into place when a JVM starts with it; a missing one gives no option at all.
