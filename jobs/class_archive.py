@@ -14,8 +14,9 @@ not match (its warning is silenced: Spark then starts as without one); installin
 packages or another JDK calls for a new one (``python -m jobs.class_archive``, which
 ``make env`` runs again when the lock changes). Spark puts its conf folder first on the
 driver's class path, and the JDK neither records nor maps an archive with a non-empty folder
-there: a deployment that sets ``SPARK_CONF_DIR`` to its configuration starts without one. A truncated archive would crash the JVM, so
-one is only ever moved into place whole, after the JVM that wrote it has exited.
+there: a deployment that sets ``SPARK_CONF_DIR`` to its configuration starts without one. A
+truncated archive would crash the JVM, so one is only ever moved into place whole, after the
+JVM that wrote it has exited.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import time
 from pathlib import Path
 
 from core.java import java_executable
-from jobs.spark_defaults import defaults_file
+from jobs.spark_defaults import conf_folder
 
 # Beside the installed packages whose classes it holds (the venv, or the image's Python).
 DEFAULT_PATH = Path(sys.prefix) / "share" / "engagement" / "spark-classes.jsa"
@@ -59,7 +60,7 @@ def usable(archive: Path) -> bool:
 def build(archive: Path = DEFAULT_PATH, *, timeout: float = 600) -> float:
     """Record the archive at ``archive`` by running the workload in a JVM of its own; returns
     the seconds it took. An existing archive is replaced only when the new one is complete."""
-    conf = defaults_file().parent
+    conf = conf_folder()
     if conf.is_dir() and any(conf.iterdir()):
         raise RuntimeError(
             f"not recording the Spark class archive: Spark puts its conf folder {conf} (SPARK_CONF_DIR) first on "

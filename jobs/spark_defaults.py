@@ -11,25 +11,28 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 DRIVER_DEFAULT_JAVA_OPTIONS = "spark.driver.defaultJavaOptions"
 
 
-def defaults_file(environ: Mapping[str, str] | None = None) -> Path:
-    """``$SPARK_CONF_DIR/spark-defaults.conf``, else ``$SPARK_HOME/conf/...``, else the conf
-    folder of the Spark that pyspark ships (which its launcher uses as SPARK_HOME)."""
+def conf_folder(environ: Mapping[str, str] | None = None) -> Path:
+    """``$SPARK_CONF_DIR``, else ``$SPARK_HOME/conf``, else the conf folder of the Spark that
+    pyspark ships (which its launcher uses as SPARK_HOME)."""
     environ = os.environ if environ is None else environ
     if environ.get("SPARK_CONF_DIR"):
-        folder = Path(environ["SPARK_CONF_DIR"])
-    elif environ.get("SPARK_HOME"):
-        folder = Path(environ["SPARK_HOME"]) / "conf"
-    else:
-        import pyspark
+        return Path(environ["SPARK_CONF_DIR"])
+    if environ.get("SPARK_HOME"):
+        return Path(environ["SPARK_HOME"]) / "conf"
+    import pyspark
 
-        folder = Path(pyspark.__file__).parent / "conf"
-    return folder / "spark-defaults.conf"
+    return Path(pyspark.__file__).parent / "conf"
+
+
+def defaults_file(environ: Mapping[str, str] | None = None) -> Path:
+    """The ``spark-defaults.conf`` spark-submit reads (in :func:`conf_folder`)."""
+    return conf_folder(environ) / "spark-defaults.conf"
 
 
 # A key ends at the first unescaped "=", ":" or blank; one "=" or ":" may follow the blanks.
@@ -42,6 +45,14 @@ def read_properties(text: str) -> dict[str, str]:
     ``key value``, ``key=value`` or ``key: value``, lines continued by a trailing backslash,
     and backslash escapes. Values are trimmed, as Spark trims them."""
     properties: dict[str, str] = {}
+    for line in _logical_lines(text):
+        key, value = _KEY_VALUE.match(line).groups()
+        properties[_unescape(key)] = _unescape(value).strip()
+    return properties
+
+
+def _logical_lines(text: str) -> Iterator[str]:
+    """The file's entries: comments and blank lines dropped, continued lines joined."""
     logical = ""
     for raw in text.splitlines():
         line = raw.lstrip()
@@ -51,14 +62,10 @@ def read_properties(text: str) -> dict[str, str]:
         if trailing % 2:  # an odd number of backslashes continues the line
             logical += line[:-1]
             continue
-        logical += line
-        key, value = _KEY_VALUE.match(logical).groups()
-        properties[_unescape(key)] = _unescape(value).strip()
+        yield logical + line
         logical = ""
     if logical:
-        key, value = _KEY_VALUE.match(logical).groups()
-        properties[_unescape(key)] = _unescape(value).strip()
-    return properties
+        yield logical
 
 
 def _unescape(text: str) -> str:
