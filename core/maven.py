@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,12 @@ MARKER = ".installed"
 
 class MavenError(UserError):
     """Maven is missing, or could not fetch the jars; the message says what to do."""
+
+
+def libs_folder(env_name: str, default: str) -> Path:
+    """The folder ``$env_name`` names, or ``default`` when it is unset or empty (an empty value
+    would otherwise mean the working directory, and the jars would be fetched into it)."""
+    return Path(os.environ.get(env_name) or default).expanduser()
 
 
 def installed(pom: Path, libs: Path) -> bool:

@@ -14,7 +14,6 @@ would need spark-hadoop-cloud, which has no build for Spark 4.3 on Maven Central
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -33,7 +32,7 @@ def hadoop_version() -> str:
 def s3a_libs(*, quiet: bool = False) -> Path:
     """The folder with hadoop-aws and its SDK jars, fetched on first use."""
     default = f"~/.cache/engagement/spark-s3a-{hadoop_version()}/libs"
-    libs = Path(os.environ.get(LIBS_ENV, default)).expanduser()
+    libs = maven.libs_folder(LIBS_ENV, default)
     return maven.fetch(
         POM, libs, what=f"Spark's S3 connector (hadoop-aws {hadoop_version()})",
         required_jar=f"hadoop-aws-{hadoop_version()}.jar", size_hint="13 MB", quiet=quiet,

@@ -174,7 +174,7 @@ def kafka_version() -> str:
 def libs_dir() -> Path:
     """Where the broker's jars live: ``$ENGAGEMENT_KAFKA_LIBS`` or a per-version user cache."""
     default = f"~/.cache/engagement/kafka-{kafka_version()}/libs"
-    return Path(os.environ.get(LIBS_ENV, default)).expanduser()
+    return maven.libs_folder(LIBS_ENV, default)
 
 
 def install(settings: Settings, *, quiet: bool = False) -> Path:
@@ -207,7 +207,7 @@ def install(settings: Settings, *, quiet: bool = False) -> Path:
 def _hand_filled(libs: Path) -> bool:
     """A directory the user named explicitly and filled by hand (no marker): trusted as it is."""
     return (
-        LIBS_ENV in os.environ
+        bool(os.environ.get(LIBS_ENV))
         and not (libs / maven.MARKER).is_file()
         and (libs / f"kafka_2.13-{kafka_version()}.jar").is_file()
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -216,3 +217,13 @@ def test_cluster_ids_never_start_with_a_dash():
     ids = [broker._new_cluster_id() for _ in range(5000)]
     assert not [i for i in ids if i.startswith("-")]
     assert all(len(i) == 22 for i in ids) and len(set(ids)) == len(ids)
+
+
+def test_an_empty_libs_variable_means_the_shared_cache_not_the_working_directory(monkeypatch) -> None:
+    # An empty ENGAGEMENT_KAFKA_LIBS (as a shell's `VAR= command` gives) once sent Maven's
+    # download into the working directory.
+    monkeypatch.setenv(broker.LIBS_ENV, "")
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert broker.libs_dir() == Path(f"/home/someone/.cache/engagement/kafka-{broker.kafka_version()}/libs")
+    monkeypatch.setenv(broker.LIBS_ENV, "/opt/kafka-jars")
+    assert broker.libs_dir() == Path("/opt/kafka-jars")
