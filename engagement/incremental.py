@@ -5,9 +5,10 @@ A run for date D goes through three records:
 1. ``validate_bronze`` fixes the bronze it covers: every range committed when it starts, up to
    ``staging/silver/D.json``'s ``upto`` offsets, of which it validates those past silver's
    watermarks (or all of them for ``--full-refresh``).
-2. ``build_silver`` reads those ranges, adds their first copies to silver (``jobs.silver``),
-   rewrites the ``event_date`` folders they touch and commits the next silver version
-   (``core.silver_log``); the version number goes into the staging record.
+2. ``build_silver`` reads those ranges, adds their first copies to silver (``jobs.silver``) as
+   new files of the ``event_date`` folders they touch (rewriting a date only when one of them
+   replaces a copy it holds) and commits the next silver version (``core.silver_log``); the
+   version number goes into the staging record.
 3. ``build_gold`` starts from the newest publication as of a date <= D built on an earlier
    version of the same silver, and recomputes what the versions since changed
    (``jobs.gold_incremental``); without one it computes every table whole.
@@ -62,14 +63,21 @@ def committed_offsets(store: Store) -> dict[str, dict[str, int]]:
 def bronze_files(store: Store, table: str, after: dict[str, int], upto: dict[str, int]) -> list[str]:
     """The data files of ``table``'s ranges committed from ``after`` (per partition, 0 when
     absent) up to ``upto``."""
-    files = []
+    return [key for key, _ in _bronze_commits(store, table, after, upto)]
+
+
+def bronze_rows(store: Store, table: str, after: dict[str, int], upto: dict[str, int]) -> int:
+    """The rows of :func:`bronze_files` (from the loader's commit records; no file is read)."""
+    return sum(commit.bronze_rows for _, commit in _bronze_commits(store, table, after, upto))
+
+
+def _bronze_commits(store: Store, table: str, after: dict[str, int], upto: dict[str, int]):
     for tp, end in sorted(upto.items()):
         topic, partition = tp.rsplit("/", 1)
         start = after.get(tp, 0)
         for commit in commits(store, table, topic, int(partition)):
             if commit.first >= start and commit.last < end and commit.bronze_rows:
-                files.append(f"{partition_key(table, topic, int(partition))}/{commit.offsets.file_name}")
-    return files
+                yield f"{partition_key(table, topic, int(partition))}/{commit.offsets.file_name}", commit
 
 
 def plan_bronze(store: Store, as_of_date: date, *, full_refresh: bool) -> dict[str, Any]:
@@ -95,9 +103,13 @@ def read_plan(store: Store, as_of_date: date) -> dict[str, Any]:
         ) from None
 
 
+def _after(plan: dict[str, Any], head: SilverVersion | None) -> dict[str, dict[str, int]]:
+    return {} if plan["full_refresh"] or head is None else head.offsets
+
+
 def new_bronze(store: Store, plan: dict[str, Any], head: SilverVersion | None) -> dict[str, list[str]]:
     """Per bronze table, the files of the plan's ranges that silver (``head``) does not have."""
-    after = {} if plan["full_refresh"] or head is None else head.offsets
+    after = _after(plan, head)
     return {t: bronze_files(store, t, after.get(t, {}), plan["upto"].get(t, {})) for t in BRONZE_TABLES}
 
 
@@ -108,6 +120,10 @@ def new_bronze(store: Store, plan: dict[str, Any], head: SilverVersion | None) -
 # dates at once): the one that loses the commit starts again from the winner's version, which
 # usually holds its bronze already.
 COMMIT_ATTEMPTS = 5
+# Up to this many new bronze events, their ids are broadcast to find silver's copies of them
+# (jobs.silver.earlier_copies): about 100 MB of hashed ids in every task at the limit. More,
+# as after a long outage, and silver's ids are shuffled and joined instead.
+BROADCAST_IDS_MAX_ROWS = 2_000_000
 
 
 def update_silver(spark, store: Store, settings: Settings, as_of_date: date) -> SilverVersion:
@@ -156,7 +172,13 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         added = candidates.withColumn("replaces", F.lit(False)).withColumn("replaced_date", F.lit(None).cast("date"))
     else:
         held = read_with_schema(spark, store, head.event_files(unparsed=True), STORED_SCHEMA)
-        added = earlier_copies(candidates, held.select("event_id", "kafka_topic", "kafka_partition", "kafka_offset", "event_date"))
+        new_rows = bronze_rows(store, BRONZE_EVENTS, _after(plan, head).get(BRONZE_EVENTS, {}), plan["upto"].get(BRONZE_EVENTS, {}))
+        broadcast_ids = new_rows <= BROADCAST_IDS_MAX_ROWS
+        added = earlier_copies(
+            candidates.localCheckpoint() if broadcast_ids else candidates,
+            held.select("event_id", "kafka_topic", "kafka_partition", "kafka_offset", "event_date"),
+            broadcast_ids=broadcast_ids,
+        )
     added = added.localCheckpoint()
 
     def key(column):
@@ -169,34 +191,43 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         .collect()
     )
     touched = {r["k"] for r in touched_rows}
-    replaced_any = any(r["r"] for r in touched_rows)
     events = {} if full else dict(head.events)
+    # A date whose held copy of an event goes is rewritten without it; the new events of any
+    # other date are added to it as a file of their own, its earlier files kept as they are.
+    rewritten = {r["k"] for r in touched_rows if r["r"]}
     build = new_build()
     if touched:
-        old = (
-            read_with_schema(spark, store, [f for k in touched if k in events for f in events[k]["files"]], STORED_SCHEMA)
-            if not full
-            else None
-        )
         fresh = added.select(*STORED_COLUMNS)
-        rows = fresh if old is None else old.join(fresh.select("event_id"), "event_id", "left_anti").unionByName(fresh)
+        old = [f for k in rewritten if k in events for f in events[k]["files"]]
+        rows = fresh
+        if old:
+            rows = read_with_schema(spark, store, old, STORED_SCHEMA).join(fresh.select("event_id"), "event_id", "left_anti")
+            rows = rows.unionByName(fresh)
         prefix = f"{SILVER_EVENTS}/{build}"
         write_table(rows.withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
         written = _files_by_date(data_files(store, prefix))
-        # The history summary of the rewritten dates, from the files just written.
+        # The history summary of the files just written (jobs.gold_incremental.history_summary:
+        # a date's summary may span several files).
         summary_prefix = f"{SILVER_SUMMARY}/{build}"
         dated = [f for k, files_of_date in written.items() if k != UNPARSED for f in files_of_date]
         if dated:
-            rewritten = read_with_schema(spark, store, dated, STORED_SCHEMA)
-            write_table(history_summary(rewritten).withColumn("_date", key("event_date")), store, summary_prefix, partition_by="_date")
+            new_rows = read_with_schema(spark, store, dated, STORED_SCHEMA)
+            write_table(history_summary(new_rows).withColumn("_date", key("event_date")), store, summary_prefix, partition_by="_date")
         summaries = _files_by_date(data_files(store, summary_prefix)) if dated else {}
         for k in touched:
-            if k in written:
-                events[k] = {"files": written[k], "rows": _rows(store, written[k])}
-                if k in summaries:
-                    events[k]["summary"] = summaries[k]
-            else:
+            if k not in written:
                 events.pop(k, None)  # its only events moved to another date
+                continue
+            kept = events.get(k) if k not in rewritten else None
+            part = {
+                "files": (kept["files"] if kept else []) + written[k],
+                "rows": (kept["rows"] if kept else 0) + _rows(store, written[k]),
+            }
+            # Without a summary of its earlier files (a version from before summaries were
+            # kept), the date has none: gold then reads its events.
+            if k in summaries and (kept is None or "summary" in kept):
+                part["summary"] = (kept["summary"] if kept else []) + summaries[k]
+            events[k] = part
 
     def links_of(keys: list[str]):
         return links(read_bronze_files(spark, store, BRONZE_IDENTITY, keys), pseudonym_key)
@@ -212,7 +243,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         identity_map=[],
     )
     stored = read_with_schema(spark, store, current.event_files(), STORED_SCHEMA)
-    if full or replaced_any:
+    if full or rewritten:
         identity_map = build_identity_map(accounts(stored), all_links())
     else:
         previous = read_with_schema(spark, store, head.identity_map, _identity_schema())
@@ -250,10 +281,11 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
     store.put(plan_key(as_of_date), json.dumps(plan, indent=1).encode())
     added.unpersist()
     log.info(
-        "silver version %d: %d new bronze files, %d dates rewritten%s",
+        "silver version %d: %d new bronze files, %d dates added to, %d of them rewritten%s",
         version.number,
         len(files[BRONZE_EVENTS]),
         len(touched),
+        len(rewritten),
         " (full refresh)" if full else "",
     )
     return version

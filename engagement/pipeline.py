@@ -12,8 +12,8 @@ publication (``engagement.publish``). Storage layout: ``core.layout``; a run onl
 its own date, so re-runs are idempotent.
 
 A run is incremental (``engagement.incremental``, DESIGN section 7): it validates and adds to
-silver only the bronze committed since the last run, rewrites only the ``event_date`` folders
-that bronze touches, and recomputes only the gold rows those changes can reach, carrying the
+silver only the bronze committed since the last run, adding it to the ``event_date`` folders it
+touches, and recomputes only the gold rows those changes can reach, carrying the
 rest forward from the newest earlier publication. ``full_refresh`` rebuilds silver from all of
 bronze and gold whole, and gives the same rows.
 

@@ -141,7 +141,10 @@ def history_summary(events: DataFrame) -> DataFrame:
     and the dates a user was active, and a NULL ``user_id`` matches no member, so they give the
     same rows from this as from the events; so does the first join of a (user, group) or user
     before a recomputed cohort. A summary of a date depends on that date's events only, so it
-    is rewritten with them.
+    is written with them: a date whose events are in several files (events that arrived later
+    are added as a file of their own) has a summary file for each, and an activity or group row
+    may then appear in more than one. Every use above takes a minimum, a maximum or distinct
+    values of them, so a repeated row changes nothing (joins are events, never repeated).
     """
     columns = events.columns
     dated = events.where(F.col("event_date").isNotNull())

@@ -180,6 +180,8 @@ def test_many_daily_runs_equal_a_full_refresh(spark, tmp_path):
     # One silver, updated in place: each run added a version, and no date was copied per run.
     assert head.number == len(modes) + 2
     assert len({f.split("/")[2] for f in head.event_files()}) > 1, "every date was rewritten by the last run"
+    # Late events were added to their dates as files of their own, beside the earlier ones.
+    assert any(len({f.split("/")[2] for f in part["files"]}) > 1 for part in head.events.values()), head.events
 
 
 def test_links_that_arrive_late_reach_propagation_rows_older_than_every_recomputed_cohort(spark, tmp_path):
