@@ -64,6 +64,11 @@ def build_spark(
             # A read of more than `threshold` paths lists them with a Spark job of its own, which
             # on one machine costs more (~1 s a read) than listing a few hundred files here.
             builder = builder.config("spark.sql.sources.parallelPartitionDiscovery.threshold", "100000")
+            # Cached tables (silver's history summary, the full refresh's events, the gates'
+            # batches) are built about twice as fast without compressing their columns, for
+            # about a quarter more memory (4.1M summary rows: 2.3-2.7 s and 351 MiB instead of
+            # 3.3-4.2 s and 283 MiB).
+            builder = builder.config("spark.sql.inMemoryColumnarStorage.compressed", "false")
     builder = (
         builder.config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
