@@ -63,21 +63,14 @@ def committed_offsets(store: Store) -> dict[str, dict[str, int]]:
 def bronze_files(store: Store, table: str, after: dict[str, int], upto: dict[str, int]) -> list[str]:
     """The data files of ``table``'s ranges committed from ``after`` (per partition, 0 when
     absent) up to ``upto``."""
-    return [key for key, _ in _bronze_commits(store, table, after, upto)]
-
-
-def bronze_rows(store: Store, table: str, after: dict[str, int], upto: dict[str, int]) -> int:
-    """The rows of :func:`bronze_files` (from the loader's commit records; no file is read)."""
-    return sum(commit.bronze_rows for _, commit in _bronze_commits(store, table, after, upto))
-
-
-def _bronze_commits(store: Store, table: str, after: dict[str, int], upto: dict[str, int]):
+    files = []
     for tp, end in sorted(upto.items()):
         topic, partition = tp.rsplit("/", 1)
         start = after.get(tp, 0)
         for commit in commits(store, table, topic, int(partition)):
             if commit.first >= start and commit.last < end and commit.bronze_rows:
-                yield f"{partition_key(table, topic, int(partition))}/{commit.offsets.file_name}", commit
+                files.append(f"{partition_key(table, topic, int(partition))}/{commit.offsets.file_name}")
+    return files
 
 
 def plan_bronze(store: Store, as_of_date: date, *, full_refresh: bool) -> dict[str, Any]:
@@ -103,13 +96,9 @@ def read_plan(store: Store, as_of_date: date) -> dict[str, Any]:
         ) from None
 
 
-def _after(plan: dict[str, Any], head: SilverVersion | None) -> dict[str, dict[str, int]]:
-    return {} if plan["full_refresh"] or head is None else head.offsets
-
-
 def new_bronze(store: Store, plan: dict[str, Any], head: SilverVersion | None) -> dict[str, list[str]]:
     """Per bronze table, the files of the plan's ranges that silver (``head``) does not have."""
-    after = _after(plan, head)
+    after = {} if plan["full_refresh"] or head is None else head.offsets
     return {t: bronze_files(store, t, after.get(t, {}), plan["upto"].get(t, {})) for t in BRONZE_TABLES}
 
 
@@ -120,10 +109,6 @@ def new_bronze(store: Store, plan: dict[str, Any], head: SilverVersion | None) -
 # dates at once): the one that loses the commit starts again from the winner's version, which
 # usually holds its bronze already.
 COMMIT_ATTEMPTS = 5
-# Up to this many new bronze events, their ids are broadcast to find silver's copies of them
-# (jobs.silver.earlier_copies): about 100 MB of hashed ids in every task at the limit. More,
-# as after a long outage, and silver's ids are shuffled and joined instead.
-BROADCAST_IDS_MAX_ROWS = 2_000_000
 
 
 def update_silver(spark, store: Store, settings: Settings, as_of_date: date) -> SilverVersion:
@@ -172,13 +157,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         added = candidates.withColumn("replaces", F.lit(False)).withColumn("replaced_date", F.lit(None).cast("date"))
     else:
         held = read_with_schema(spark, store, head.event_files(unparsed=True), STORED_SCHEMA)
-        new_rows = bronze_rows(store, BRONZE_EVENTS, _after(plan, head).get(BRONZE_EVENTS, {}), plan["upto"].get(BRONZE_EVENTS, {}))
-        broadcast_ids = new_rows <= BROADCAST_IDS_MAX_ROWS
-        added = earlier_copies(
-            candidates.localCheckpoint() if broadcast_ids else candidates,
-            held.select("event_id", "kafka_topic", "kafka_partition", "kafka_offset", "event_date"),
-            broadcast_ids=broadcast_ids,
-        )
+        added = earlier_copies(candidates, held.select("event_id", "kafka_topic", "kafka_partition", "kafka_offset", "event_date"))
     added = added.localCheckpoint()
 
     def key(column):

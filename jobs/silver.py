@@ -73,23 +73,17 @@ def first_copies(bronze_events: DataFrame, *, timezone: str, key: str | None = N
     return pseudonymise(events, EVENT_ID_COLUMNS, key)
 
 
-def earlier_copies(candidates: DataFrame, held: DataFrame, *, broadcast_ids: bool = False) -> DataFrame:
+def earlier_copies(candidates: DataFrame, held: DataFrame) -> DataFrame:
     """The ``candidates`` (first copies of new bronze) earlier than what silver holds.
 
     ``held`` is silver's (``event_id``, coordinates, ``event_date``). A candidate stays when
     silver has no copy of its id or a later one; ``replaced_date`` is then the date of the held
     copy that goes (NULL when none goes; ``event_date`` of an unparsed copy is NULL too, so
     ``replaces`` says whether one goes).
-
-    ``broadcast_ids``: first keep only the held copies of the candidates' ids, with the ids
-    broadcast to every task (for a day's worth of candidates against a long history: silver's
-    ids are then scanned once instead of shuffled and sorted; ``candidates`` is read twice).
     """
     silver = held.select(
         "event_id", _coordinates().alias("_held"), F.col("event_date").alias("replaced_date")
     )
-    if broadcast_ids:
-        silver = silver.join(F.broadcast(candidates.select("event_id")), on="event_id", how="left_semi")
     return (
         candidates.join(silver, on="event_id", how="left")
         .where(F.col("_held").isNull() | (_coordinates() < F.col("_held")))
