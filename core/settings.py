@@ -74,6 +74,10 @@ class Settings:
     # Published dates stay queryable as of that date (`--as-of`) this many days; `engagement
     # prune` removes older ones (the newest publication always stays).
     snapshot_retention_days: int = 400
+    # A run adds each date's new events to silver as a file of their own; a date that would then
+    # hold more files than this is rewritten as one file instead (late events reach a date on
+    # several runs, and a file per run would pile up).
+    silver_max_files_per_date: int = 8
     s3_endpoint: str | None = None
     s3_region: str = "us-east-1"
 
@@ -143,6 +147,8 @@ class Settings:
             raise SettingsError(f"{PREFIX}LATE_ALLOWANCE_MINUTES must be >= 0, got {self.late_allowance_minutes}")
         if self.snapshot_retention_days < 0:
             raise SettingsError(f"{PREFIX}SNAPSHOT_RETENTION_DAYS must be >= 0, got {self.snapshot_retention_days}")
+        if self.silver_max_files_per_date < 1:
+            raise SettingsError(f"{PREFIX}SILVER_MAX_FILES_PER_DATE must be >= 1, got {self.silver_max_files_per_date}")
         if self.kafka_nodes < 1:
             raise SettingsError(f"{PREFIX}KAFKA_NODES must be >= 1, got {self.kafka_nodes}")
         if self.kafka_nodes > 1 and len(self.bootstrap_servers.split(",")) != self.kafka_nodes:

@@ -172,8 +172,12 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
     touched = {r["k"] for r in touched_rows}
     events = {} if full else dict(head.events)
     # A date whose held copy of an event goes is rewritten without it; the new events of any
-    # other date are added to it as a file of their own, its earlier files kept as they are.
-    rewritten = {r["k"] for r in touched_rows if r["r"]}
+    # other date are added to it as a file of their own (one per run), its earlier files kept as
+    # they are, unless that would make more files than the setting allows: then it is rewritten
+    # as one.
+    replaced = {r["k"] for r in touched_rows if r["r"]}
+    crowded = {k for k in touched if k in events and len(events[k]["files"]) >= settings.silver_max_files_per_date}
+    rewritten = replaced | crowded
     build = new_build()
     if touched:
         fresh = added.select(*STORED_COLUMNS)
@@ -222,7 +226,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         identity_map=[],
     )
     stored = read_with_schema(spark, store, current.event_files(), STORED_SCHEMA)
-    if full or rewritten:
+    if full or replaced:  # a replaced copy may have been an account's only event
         identity_map = build_identity_map(accounts(stored), all_links())
     else:
         previous = read_with_schema(spark, store, head.identity_map, _identity_schema())
@@ -260,11 +264,12 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
     store.put(plan_key(as_of_date), json.dumps(plan, indent=1).encode())
     added.unpersist()
     log.info(
-        "silver version %d: %d new bronze files, %d dates added to, %d of them rewritten%s",
+        "silver version %d: %d new bronze files, %d dates added to, %d of them rewritten (%d to merge their files)%s",
         version.number,
         len(files[BRONZE_EVENTS]),
         len(touched),
         len(rewritten),
+        len(crowded - replaced),
         " (full refresh)" if full else "",
     )
     return version
@@ -368,7 +373,7 @@ def build_gold_tables(spark, store: Store, version: SilverVersion, as_of_date: d
     record, changes = found
     base_as_of = date.fromisoformat(record["as_of_date"])
     # The tables built incrementally read the events of the recent (and changed) dates only;
-    # those computed whole read the history summary (about a third of the rows, a few columns),
+    # those computed whole read the history summary (a third to a half of the rows, a few columns),
     # which versions written before it existed lack: then it is derived from all the events.
     summary_files = version.summary_files(dates)
     if summary_files is None:

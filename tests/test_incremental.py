@@ -139,7 +139,11 @@ def _assert_same_gold(incremental: Settings, full: Settings, as_of: date) -> Non
 def test_many_daily_runs_equal_a_full_refresh(spark, tmp_path):
     from engagement.pipeline import run_daily
 
-    settings = replace(Settings.from_env(), home=tmp_path / "incremental", spark_shuffle_partitions=2)
+    # At most two files a date: late events reach most dates on three or four runs, so dates are
+    # merged into one file again and again.
+    settings = replace(
+        Settings.from_env(), home=tmp_path / "incremental", spark_shuffle_partitions=2, silver_max_files_per_date=2
+    )
     bronze = Bronze(LocalStore(settings.warehouse))
     by_day = _traffic()
     bronze.deliver([m for day in sorted(by_day) if day <= FIRST_RUN for m in by_day[day]])
@@ -182,6 +186,18 @@ def test_many_daily_runs_equal_a_full_refresh(spark, tmp_path):
     assert len({f.split("/")[2] for f in head.event_files()}) > 1, "every date was rewritten by the last run"
     # Late events were added to their dates as files of their own, beside the earlier ones.
     assert any(len({f.split("/")[2] for f in part["files"]}) > 1 for part in head.events.values()), head.events
+    # ... and a date that already held two files was merged into one when events reached it again.
+    store = LocalStore(settings.warehouse)
+    versions = [silver_log.read_version(store, n) for n in silver_log.version_numbers(store)]
+    for version in versions:
+        assert max(len(part["files"]) for part in version.events.values()) <= 2, version.events
+    merged = [
+        (after.number, day)
+        for before, after in zip(versions, versions[1:])
+        for day in after.changes.dates
+        if len(before.events.get(day.isoformat(), {"files": []})["files"]) == 2
+    ]
+    assert merged and all(len(versions[n - 1].events[day.isoformat()]["files"]) == 1 for n, day in merged), merged
 
 
 def test_links_that_arrive_late_reach_propagation_rows_older_than_every_recomputed_cohort(spark, tmp_path):

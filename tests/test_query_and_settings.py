@@ -116,6 +116,8 @@ def test_settings_errors_name_the_variable():
         Settings.from_env({"ENGAGEMENT_BOOTSTRAP_SERVERS": "localhost"})
     with pytest.raises(SettingsError, match="ENGAGEMENT_LOADER_WORKERS must be >= 1, got 0"):
         Settings.from_env({"ENGAGEMENT_LOADER_WORKERS": "0"})
+    with pytest.raises(SettingsError, match="ENGAGEMENT_SILVER_MAX_FILES_PER_DATE must be >= 1, got 0"):
+        Settings.from_env({"ENGAGEMENT_SILVER_MAX_FILES_PER_DATE": "0"})
 
 
 def test_secrets_are_masked():
