@@ -17,7 +17,10 @@ A version names
 * ``changes``: what this version changed, for gold to recompute only what it can reach: the
   event dates whose rows changed, and the dates of events by accounts whose person changed.
 
-Files no version names any more are left to ``engagement prune``. This module only reads and
+The silver gate records each version it passed (``silver/_validated/<n>``) and checks, for
+the next one, everything changed since the newest version it passed: a version whose gate
+failed is checked again by every later run until one passes (its data never reaches gold
+through a later run's gate). Files no version names any more are left to ``engagement prune``. This module only reads and
 writes the log; ``engagement.pipeline`` builds the versions.
 """
 
@@ -32,6 +35,7 @@ from core.errors import UserError
 from core.storage import Store
 
 VERSIONS = "silver/_versions"
+VALIDATED = "silver/_validated"
 UNPARSED = "unparsed"
 
 
@@ -172,3 +176,24 @@ def changes_since(store: Store, after: int, upto: int) -> Changes:
     for number in range(after + 1, upto + 1):
         total = total | read_version(store, number).changes
     return total
+
+
+def mark_validated(store: Store, number: int) -> None:
+    """Record that the silver gate passed version ``number`` (and so everything before it)."""
+    store.put(f"{VALIDATED}/{number:010d}", b"")
+
+
+def last_validated(store: Store) -> int | None:
+    """The newest version the silver gate passed, or None."""
+    names = (k.rsplit("/", 1)[1] for k in store.list(VALIDATED))
+    return max((int(n) for n in names if n.isdigit()), default=None)
+
+
+def unvalidated_changes(store: Store, version: SilverVersion) -> Changes:
+    """What the silver gate has to check for ``version``: everything changed since the newest
+    version it passed (all of it when it never passed one), or ``version``'s own changes when
+    that is the version itself or a later one (a gate run again, a backfill's older version)."""
+    passed = last_validated(store)
+    if passed is not None and passed >= version.number - 1:
+        return version.changes
+    return changes_since(store, passed or 0, version.number)

@@ -78,8 +78,9 @@ def build_silver(spark, settings: Settings, as_of_date: date) -> dict[str, int]:
 
 
 def validate_silver(spark, settings: Settings, as_of_date: date):
-    """The silver gate, on the dates this run rewrote (the newest date when it rewrote none)
-    and the whole identity map."""
+    """The silver gate, on the dates changed since the last version it passed (this run's own
+    when the last run passed; the newest date when none changed) and the whole identity map.
+    A pass is recorded, so a failed version is checked again by the next run's gate."""
     from engagement.incremental import silver_version_of_run
     from expectations.runner import validate_layer
     from jobs.schemas import IDENTITY_MAP
@@ -88,10 +89,12 @@ def validate_silver(spark, settings: Settings, as_of_date: date):
 
     store = warehouse_store(settings)
     version = silver_version_of_run(store, as_of_date)
-    dates = sorted(version.changes.dates) or version.event_dates[-1:]
+    dates = sorted(silver_log.unvalidated_changes(store, version).dates) or version.event_dates[-1:]
     identity_map = read_with_schema(spark, store, version.identity_map, IDENTITY_MAP)
     events = with_person(read_with_schema(spark, store, version.event_files(dates), STORED_SCHEMA), identity_map)
-    return validate_layer("silver", {"events": events, "identity_map": identity_map}, **_data_docs(settings, as_of_date))
+    report = validate_layer("silver", {"events": events, "identity_map": identity_map}, **_data_docs(settings, as_of_date))
+    silver_log.mark_validated(store, version.number)  # validate_layer raised if it failed
+    return report
 
 
 def build_gold(spark, settings: Settings, as_of_date: date) -> dict[str, int]:

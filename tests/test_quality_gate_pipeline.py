@@ -122,6 +122,38 @@ def test_corrupt_gold_fails_the_gate_and_publishes_nothing(spark, loaded):
     assert published_dates(loaded.warehouse) == []
 
 
+def test_a_silver_version_that_failed_its_gate_is_checked_again_by_the_next_run(spark, loaded):
+    """A later run adds events to other dates only; its gate must still see the failed ones."""
+    import pyarrow.parquet as pq
+
+    from expectations.runner import QualityGateFailed
+
+    store = LocalStore(loaded.warehouse)
+    pipeline.validate_bronze(spark, loaded, AS_OF)
+    pipeline.build_silver(spark, loaded, AS_OF)
+    # What a deduplication bug would leave: every event of 2026-03-01 twice.
+    for key in silver_log.head(store).events["2026-03-01"]["files"]:
+        rows = pq.read_table(store.path(key))
+        pq.write_table(pa.concat_tables([rows, rows]), store.path(key))
+        store.path(key).with_name(f".{store.path(key).name}.crc").unlink(missing_ok=True)  # Hadoop's checksum of the old
+    with pytest.raises(QualityGateFailed, match="event_id"):
+        pipeline.validate_silver(spark, loaded, AS_OF)
+
+    # The next day brings one event, dated 2026-03-05, and nothing for 2026-03-01.
+    late = _event("k-2", "like", "kuaishou", "ks-2", "2026-03-05T10:00:00+08:00", content_id="v-2")
+    row = route(KUAISHOU_TOPIC, 1, 0, None, json.dumps(late).encode(), None, INGEST).row
+    bronze.publish_range(
+        store, layout.BRONZE_EVENTS, KUAISHOU_TOPIC, 1, layout.OffsetRange(0, 0),
+        pa.Table.from_pylist([row], schema=bronze.BRONZE_EVENTS_SCHEMA),
+        pa.Table.from_pylist([], schema=bronze.QUARANTINE_SCHEMA),
+    )  # fmt: skip
+    next_day = date(2026, 3, 13)
+    with pytest.raises(QualityGateFailed, match="event_id"):
+        pipeline.run_daily(spark, loaded, next_day)
+    assert set(silver_log.head(store).changes.dates) == {date(2026, 3, 5)}  # the run's own dates
+    assert published_dates(loaded.warehouse) == []
+
+
 def pipeline_rate(value: float):
     from pyspark.sql import functions as F
 
