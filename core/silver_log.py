@@ -19,9 +19,9 @@ A version names
 
 The silver gate records each version it passed (``silver/_validated/<n>``) and checks, for
 the next one, everything changed since the newest version it passed: a version whose gate
-failed is checked again by every later run until one passes (its data never reaches gold
-through a later run's gate). Files no version names any more are left to ``engagement prune``. This module only reads and
-writes the log; ``engagement.pipeline`` builds the versions.
+failed is checked again by every later run until one passes, so its rows never reach gold
+through a later run. Files no version names any more are left to ``engagement prune``. This
+module only reads and writes the log; ``engagement.pipeline`` builds the versions.
 """
 
 from __future__ import annotations
