@@ -143,8 +143,13 @@ def version_key(number: int) -> str:
 
 
 def version_numbers(store: Store) -> list[int]:
-    names = (k.rsplit("/", 1)[1] for k in store.list(VERSIONS))
-    return sorted(int(n.removesuffix(".json")) for n in names if n.endswith(".json") and n[:-5].isdigit())
+    return _numbers(store, VERSIONS, ".json")
+
+
+def _numbers(store: Store, folder: str, suffix: str) -> list[int]:
+    """The numbers ``<n><suffix>`` of the objects in ``folder``, in order (others ignored)."""
+    names = (k.rsplit("/", 1)[1] for k in store.list(folder))
+    return sorted(int(n.removesuffix(suffix)) for n in names if n.endswith(suffix) and n.removesuffix(suffix).isdigit())
 
 
 def read_version(store: Store, number: int) -> SilverVersion:
@@ -185,8 +190,8 @@ def mark_validated(store: Store, number: int) -> None:
 
 def last_validated(store: Store) -> int | None:
     """The newest version the silver gate passed, or None."""
-    names = (k.rsplit("/", 1)[1] for k in store.list(VALIDATED))
-    return max((int(n) for n in names if n.isdigit()), default=None)
+    passed = _numbers(store, VALIDATED, "")
+    return passed[-1] if passed else None
 
 
 def unvalidated_changes(store: Store, version: SilverVersion) -> Changes:
