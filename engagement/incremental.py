@@ -109,6 +109,12 @@ def new_bronze(store: Store, plan: dict[str, Any], head: SilverVersion | None) -
 # dates at once): the one that loses the commit starts again from the winner's version, which
 # usually holds its bronze already.
 COMMIT_ATTEMPTS = 5
+# A daily run's new event ids are sent to every task to find silver's copies of them without
+# shuffling silver (at 10M events, a day's 206k ids: the deduplication took 5-6 s instead of
+# 11-13, and build_silver 27 s instead of 32). A million ids make a 160 MiB broadcast, held in
+# the driver beside the collected rows while it is built: within the default 2 GiB driver. A
+# larger backlog is joined by a shuffle.
+BROADCAST_IDS_AT_MOST = 1_000_000
 
 
 def update_silver(spark, store: Store, settings: Settings, as_of_date: date) -> SilverVersion:
@@ -156,8 +162,14 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
     if full:
         added = candidates.withColumn("replaces", F.lit(False)).withColumn("replaced_date", F.lit(None).cast("date"))
     else:
+        # Read twice below when its ids are broadcast: computed once.
+        candidates = candidates.localCheckpoint()
         held = read_with_schema(spark, store, head.event_files(unparsed=True), STORED_SCHEMA)
-        added = earlier_copies(candidates, held.select("event_id", "kafka_topic", "kafka_partition", "kafka_offset", "event_date"))
+        added = earlier_copies(
+            candidates,
+            held.select("event_id", "kafka_topic", "kafka_partition", "kafka_offset", "event_date"),
+            broadcast_ids=candidates.count() <= BROADCAST_IDS_AT_MOST,
+        )
     added = added.localCheckpoint()
 
     def key(column):
@@ -263,6 +275,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
     plan["version"] = version.number
     store.put(plan_key(as_of_date), json.dumps(plan, indent=1).encode())
     added.unpersist()
+    candidates.unpersist()
     log.info(
         "silver version %d: %d new bronze files, %d dates added to, %d of them rewritten (%d to merge their files)%s",
         version.number,

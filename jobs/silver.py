@@ -73,14 +73,20 @@ def first_copies(bronze_events: DataFrame, *, timezone: str, key: str | None = N
     return pseudonymise(events, EVENT_ID_COLUMNS, key)
 
 
-def earlier_copies(candidates: DataFrame, held: DataFrame) -> DataFrame:
+def earlier_copies(candidates: DataFrame, held: DataFrame, *, broadcast_ids: bool = False) -> DataFrame:
     """The ``candidates`` (first copies of new bronze) earlier than what silver holds.
 
     ``held`` is silver's (``event_id``, coordinates, ``event_date``). A candidate stays when
     silver has no copy of its id or a later one; ``replaced_date`` is then the date of the held
     copy that goes (NULL when none goes; ``event_date`` of an unparsed copy is NULL too, so
     ``replaces`` says whether one goes).
+
+    With ``broadcast_ids`` (for candidates few enough to send to every task), the held copies
+    of the candidates' ids are found first by probing each held row against the broadcast ids,
+    so silver's rows are read but neither shuffled nor sorted; the result is the same.
     """
+    if broadcast_ids:
+        held = held.join(F.broadcast(candidates.select("event_id")), on="event_id", how="inner")
     silver = held.select(
         "event_id", _coordinates().alias("_held"), F.col("event_date").alias("replaced_date")
     )

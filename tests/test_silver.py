@@ -103,7 +103,8 @@ def test_accounts_of_one_person_share_a_person_id(silver):
     assert by_event["e-5"] == persons[("wechat", "o2")]
 
 
-def test_a_later_run_takes_a_copy_only_when_it_is_earlier_than_the_one_silver_holds(spark):
+@pytest.mark.parametrize("broadcast_ids", [False, True], ids=["shuffled", "broadcast"])
+def test_a_later_run_takes_a_copy_only_when_it_is_earlier_than_the_one_silver_holds(spark, broadcast_ids):
     from jobs.silver import earlier_copies, first_copies
 
     held = first_copies(
@@ -122,7 +123,7 @@ def test_a_later_run_takes_a_copy_only_when_it_is_earlier_than_the_one_silver_ho
         _bronze_event("new", "wechat", "o2", "not a time", offset=7),  # unparsed: kept, without a date
     ]
     candidates = first_copies(spark.createDataFrame(later, spark_schema(tables.BRONZE_EVENTS)), timezone="Asia/Shanghai")
-    rows = {r["event_id"]: r for r in earlier_copies(candidates, held).collect()}
+    rows = {r["event_id"]: r for r in earlier_copies(candidates, held, broadcast_ids=broadcast_ids).collect()}
     assert sorted(rows) == ["moved", "new"]
     assert (rows["moved"]["event_date"], rows["moved"]["replaces"], rows["moved"]["replaced_date"]) == (
         date(2026, 2, 27), True, date(2026, 3, 2),
