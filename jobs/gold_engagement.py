@@ -211,19 +211,33 @@ def build_retention_cohorts(
     return conform(retention, tables.RETENTION_COHORTS)
 
 
-def build_member_lifetime(events: DataFrame, *, as_of_date: date) -> DataFrame:
-    """Average and exact median member lifetime in days, per platform and join-cohort month."""
-    scoped = _up_to(events, as_of_date)
-    last_events = scoped.groupBy("platform", "user_id").agg(
-        F.max("event_date").alias("last_event_date")
+def last_active_dates(events: DataFrame, *, as_of_date: date) -> DataFrame:
+    """``platform``, ``user_id``, ``last_active_date``: each account's latest ``event_date`` up
+    to ``as_of_date``. ``member_lifetime`` and ``group_health`` both read it, so a caller that
+    builds both computes it once and hands it to each."""
+    return (
+        _up_to(events, as_of_date)
+        .where(F.col("user_id").isNotNull())
+        .groupBy("platform", "user_id")
+        .agg(F.max("event_date").alias("last_active_date"))
     )
+
+
+def build_member_lifetime(
+    events: DataFrame, *, as_of_date: date, last_active: DataFrame | None = None
+) -> DataFrame:
+    """Average and exact median member lifetime in days, per platform and join-cohort month
+    (``last_active``: :func:`last_active_dates` of the same events, when already computed)."""
+    scoped = _up_to(events, as_of_date)
+    if last_active is None:
+        last_active = last_active_dates(events, as_of_date=as_of_date)
     lifetime = (
         _first_joins(scoped)
-        .join(last_events, on=["platform", "user_id"], how="inner")
+        .join(last_active, on=["platform", "user_id"], how="inner")
         .select(
             "platform",
             F.trunc(F.col("cohort_date"), "month").alias("cohort_month"),
-            F.datediff(F.col("last_event_date"), F.col("cohort_date")).alias("lifetime_days"),
+            F.datediff(F.col("last_active_date"), F.col("cohort_date")).alias("lifetime_days"),
         )
         .groupBy("platform", "cohort_month")
         .agg(

@@ -36,13 +36,18 @@ from pyspark.sql import functions as F
 from core import tables
 from core.tables import ACTIVE_WINDOW_DAYS, INACTIVE_WINDOW_DAYS, SURVIVAL_DAYS
 from jobs.expressions import rate
+from jobs.gold_engagement import last_active_dates
 from jobs.schemas import conform
 
 GROUP_KEY = ["platform", "group_id"]
 
 
-def build_group_health(events: DataFrame, *, as_of_date: date) -> DataFrame:
-    """One row per (``platform``, ``group_id``) with a group-scoped event up to ``as_of_date``."""
+def build_group_health(
+    events: DataFrame, *, as_of_date: date, last_active: DataFrame | None = None
+) -> DataFrame:
+    """One row per (``platform``, ``group_id``) with a group-scoped event up to ``as_of_date``
+    (``last_active``: :func:`jobs.gold_engagement.last_active_dates` of the same events, when
+    already computed)."""
     as_of = F.lit(as_of_date)
     known = events.filter(F.col("event_date") <= as_of)
 
@@ -62,16 +67,15 @@ def build_group_health(events: DataFrame, *, as_of_date: date) -> DataFrame:
         )
     )
 
-    # Events are already cut at as_of_date, so "any event in the window" is "last event in it".
-    last_activity = known.groupBy("platform", "user_id").agg(
-        F.max("event_date").alias("last_active_date")
-    )
+    # Events are cut at as_of_date, so "any event in the window" is "last event in it".
+    if last_active is None:
+        last_active = last_active_dates(events, as_of_date=as_of_date)
     active_since = F.date_sub(as_of, ACTIVE_WINDOW_DAYS - 1)
     inactive_before = F.date_sub(as_of, INACTIVE_WINDOW_DAYS - 1)
     member_activity = (
         joins.select(*GROUP_KEY, "user_id")
         .distinct()
-        .join(last_activity, on=["platform", "user_id"], how="inner")
+        .join(last_active, on=["platform", "user_id"], how="inner")
         .groupBy(*GROUP_KEY)
         .agg(
             F.count(F.lit(1)).alias("members"),

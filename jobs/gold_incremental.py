@@ -44,6 +44,7 @@ from jobs.gold_engagement import (
     build_join_conversion,
     build_member_lifetime,
     build_retention_cohorts,
+    last_active_dates,
 )
 from jobs.gold_groups import build_group_health, build_group_survival
 from jobs.silver import with_person
@@ -222,14 +223,16 @@ def update_gold_tables(
         F.col("event_date").isin(sorted(likes)),
     )
 
+    # Each account's last active date, read by two tables: computed once.
+    last_active = last_active_dates(summary, as_of_date=as_of).cache()
     # Small (a few thousand rows): cached so that group_survival does not compute it again.
-    group_health = build_group_health(summary, as_of_date=as_of).cache()
+    group_health = build_group_health(summary, as_of_date=as_of, last_active=last_active).cache()
     joins = with_person(summary.where(F.col("event_type") == "join"), identity_map)
     return {
         "daily_engagement": daily_engagement,
         "join_conversion": join_conversion,
         "retention_cohorts": retention_cohorts,
-        "member_lifetime": build_member_lifetime(summary, as_of_date=as_of),
+        "member_lifetime": build_member_lifetime(summary, as_of_date=as_of, last_active=last_active),
         "group_health": group_health,
         "group_survival": build_group_survival(group_health),
         "cross_platform_propagation": propagation,

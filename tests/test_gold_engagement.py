@@ -17,6 +17,7 @@ from jobs.gold_engagement import (
     build_join_conversion,
     build_member_lifetime,
     build_retention_cohorts,
+    last_active_dates,
 )
 
 DAILY_ENGAGEMENT_COLUMNS = [
@@ -504,7 +505,8 @@ def test_retention_custom_day_offsets(spark):
 # --- member_lifetime ----------------------------------------------------------------------
 
 
-def test_member_lifetime_interpolated_median_and_cohort_month(spark):
+@pytest.mark.parametrize("last_active", ["computed inside", "handed in"])
+def test_member_lifetime_interpolated_median_and_cohort_month(spark, last_active):
     events = silver_events(
         spark,
         [
@@ -536,7 +538,9 @@ def test_member_lifetime_interpolated_median_and_cohort_month(spark):
         ],
     )
 
-    result = build_member_lifetime(events, as_of_date=date(2026, 3, 31))
+    # A caller that builds group_health too hands in the last active dates it computed once.
+    handed = last_active_dates(events, as_of_date=date(2026, 3, 31)) if last_active == "handed in" else None
+    result = build_member_lifetime(events, as_of_date=date(2026, 3, 31), last_active=handed)
 
     assert_df_equality(
         result,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
 from pyspark.sql.types import (
     BooleanType,
     DateType,
@@ -19,6 +20,7 @@ from pyspark.sql.types import (
 )
 from silver_rows import KS, WX, rows, silver_event, silver_events, utc
 
+from jobs.gold_engagement import last_active_dates
 from jobs.gold_groups import build_group_health, build_group_survival
 
 AS_OF = date(2026, 3, 31)  # 7-day window 03-25..03-31, 14-day window 03-18..03-31
@@ -107,8 +109,12 @@ GROUP_HEALTH_COLUMNS = [
 ]
 
 
-def test_group_health(spark):
-    result = build_group_health(silver_events(spark, EVENTS), as_of_date=AS_OF)
+@pytest.mark.parametrize("last_active", ["computed inside", "handed in"])
+def test_group_health(spark, last_active):
+    events = silver_events(spark, EVENTS)
+    # A caller that builds member_lifetime too hands in the last active dates it computed once.
+    handed = last_active_dates(events, as_of_date=AS_OF) if last_active == "handed in" else None
+    result = build_group_health(events, as_of_date=AS_OF, last_active=handed)
 
     assert [(f.name, f.dataType) for f in result.schema] == GROUP_HEALTH_COLUMNS
     d = date
