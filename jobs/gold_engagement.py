@@ -184,13 +184,20 @@ def build_retention_cohorts(
     *,
     as_of_date: date,
     day_offsets: tuple[int, ...] = RETENTION_DAY_OFFSETS,
+    cohorts_from: date | None = None,
 ) -> DataFrame:
-    """Day-N retention of each platform's join cohorts, for every day N that is already over."""
+    """Day-N retention of each platform's join cohorts, for every day N that is already over.
+
+    With ``cohorts_from``, only the cohorts from that date on (a caller that carries the earlier
+    ones forward): a user whose first join is earlier is in none of them, so the earlier joins
+    are still read, but their users' days are not looked up."""
     scoped = _up_to(events, as_of_date)
     offsets = F.array(*[F.lit(int(n)) for n in day_offsets]).cast("array<int>")
+    cohorts = _first_joins(scoped)
+    if cohorts_from is not None:
+        cohorts = cohorts.where(F.col("cohort_date") >= F.lit(cohorts_from))
     member_days = (
-        _first_joins(scoped)
-        .withColumn("day_offset", F.explode(offsets))
+        cohorts.withColumn("day_offset", F.explode(offsets))
         .withColumn("activity_date", F.date_add(F.col("cohort_date"), F.col("day_offset")))
         .where(F.col("activity_date") <= F.lit(as_of_date))
     )

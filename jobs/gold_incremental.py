@@ -212,7 +212,9 @@ def update_gold_tables(
     # Retention reads joins and the days each user was active: the summary's rows say both.
     retention_input = _with_first_joins_before(summary, summary, start, as_of, ["platform", "user_id"])
     retention_cohorts = _carry(
-        base["retention_cohorts"], build_retention_cohorts(retention_input, as_of_date=as_of), cohort >= F.lit(start)
+        base["retention_cohorts"],
+        build_retention_cohorts(retention_input, as_of_date=as_of, cohorts_from=start),
+        cohort >= F.lit(start),
     )
 
     likes = propagation_dates(changes, base_as_of, as_of)

@@ -460,6 +460,29 @@ def test_retention_rows_only_for_days_already_over(spark):
     )
 
 
+def test_retention_of_the_cohorts_from_a_date_on(spark):
+    """A daily run recomputes only recent cohorts; a user who joined earlier stays out of them."""
+    events = silver_events(
+        spark,
+        [
+            # u3's first join (1 March) is before the cohorts asked for: the 5 March join does
+            # not make u3 part of the 5 March cohort.
+            ev("j-u3", "join", WX, "u3", utc(2026, 3, 1, 3), date(2026, 3, 1), group_id="g1"),
+            ev("j-u3-2", "join", WX, "u3", utc(2026, 3, 5, 3), date(2026, 3, 5), group_id="g2"),
+            ev("l-u3", "like", WX, "u3", utc(2026, 3, 6, 3), date(2026, 3, 6)),
+            # u4: cohort 5 March, nothing on day 1.
+            ev("j-u4", "join", WX, "u4", utc(2026, 3, 5, 2), date(2026, 3, 5), group_id="g2"),
+            # u6: cohort 5 March, active on day 1.
+            ev("j-u6", "join", WX, "u6", utc(2026, 3, 5, 4), date(2026, 3, 5), group_id="g2"),
+            ev("l-u6", "like", WX, "u6", utc(2026, 3, 6, 4), date(2026, 3, 6)),
+        ],
+    )
+
+    result = build_retention_cohorts(events, as_of_date=date(2026, 3, 8), cohorts_from=date(2026, 3, 2))
+
+    assert_df_equality(result, RETENTION_COLUMNS, [("wechat", date(2026, 3, 5), 1, 2, 1, 0.5)])
+
+
 def test_retention_day_30_boundary_and_zero_rows(spark):
     events = silver_events(
         spark,
