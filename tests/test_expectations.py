@@ -310,6 +310,28 @@ def test_all_eight_gold_tables_pass(spark):
     assert "PASSED" in report.summary()
 
 
+def test_tables_validated_at_once_are_each_judged_on_their_own_rows(spark):
+    """A gate validates several tables at once, and GX's SQL checks register their batch under one
+    view name per Spark session: one table's broken month must fail that table and no other."""
+    tables = {table: _gold(spark, table) for table in GOLD_SCHEMAS}
+    tables["member_lifetime"] = _gold(spark, "member_lifetime", [("wechat", date(2026, 2, 15), 3, 120.5, 136.0)])
+    report = validate_layer("gold", tables, raise_on_failure=False)
+    assert [r.table for r in report.results] == list(tables)  # in the order given
+    assert report.failed_tables == ["member_lifetime"], report.summary()
+    [message] = report.results[list(tables).index("member_lifetime")].critical_failures
+    assert "cohort_month is the first day of a month" in message and "1 offending rows" in message, message
+
+
+def test_every_check_that_queries_the_batch_by_sql_runs_one_table_at_a_time():
+    from expectations.runner import _SESSION_VIEW_CHECKS
+
+    for (layer, table), suite in SUITES.items():
+        for expectation in suite().expectations:
+            metrics = getattr(type(expectation), "metric_dependencies", ())
+            if any("query" in metric for metric in metrics):
+                assert expectation.expectation_type in _SESSION_VIEW_CHECKS, (layer, table, expectation.expectation_type)
+
+
 # Corrupt data fails and names the problem --------------------------------------------------------------
 
 
