@@ -154,8 +154,9 @@ def validate_layer(
     ``tables`` maps table names (``"events"``, ``"join_conversion"``, ...) to DataFrames; each
     is validated once, up to one table per core at a time, and reported in the order given.
     With ``data_docs`` (a folder), the results are also rendered as Great Expectations Data Docs
-    there, under ``run_name``; the report names the site's index. Raises :class:`QualityGateFailed` when a critical expectation failed and
-    ``raise_on_failure`` is true; ``ValueError`` for a layer or table that has no suite.
+    there, under ``run_name``; the report names the site's index. Raises
+    :class:`QualityGateFailed` when a critical expectation failed and ``raise_on_failure`` is
+    true; ``ValueError`` for a layer or table that has no suite.
     """
     if layer not in LAYERS:
         raise ValueError(f"unknown layer {layer!r}; expected one of {', '.join(LAYERS)}")
@@ -321,8 +322,9 @@ def _explain(batch: Any, suite_name: str, failed: list[Any]) -> list[Any]:
 
 
 def _validate(batch: Any, suite_name: str, expectations: list[Any], result_format: Any) -> Any:
-    """``batch`` validated against ``expectations`` as one suite: one result per expectation, in
-    their order. The kinds in :data:`_SESSION_VIEW_CHECKS` run one table at a time."""
+    """``batch`` validated against ``expectations`` as one suite, one result per expectation (in
+    the order GX gives them, which is not the suite's). The kinds in :data:`_SESSION_VIEW_CHECKS`
+    run one table at a time."""
     import great_expectations as gx
     from great_expectations.validator.validation_statistics import calc_validation_statistics
 
@@ -338,18 +340,11 @@ def _validate(batch: Any, suite_name: str, expectations: list[Any], result_forma
     if not own:
         return shared_outcome
     outcome = run(own)
-    own_results, shared_results = iter(outcome.results), iter(shared_outcome.results)
-    outcome.results = [
-        next(shared_results if each.expectation_type in _SESSION_VIEW_CHECKS else own_results) for each in expectations
-    ]
-    statistics = calc_validation_statistics(outcome.results)
-    outcome.success = statistics.success
-    outcome.statistics = {
-        "evaluated_expectations": statistics.evaluated_expectations,
-        "successful_expectations": statistics.successful_expectations,
-        "unsuccessful_expectations": statistics.unsuccessful_expectations,
-        "success_percent": statistics.success_percent,
-    }
+    outcome.results = [*outcome.results, *shared_outcome.results]
+    # As GX's own validator reports them: the counts as statistics, the verdict on its own.
+    statistics = calc_validation_statistics(outcome.results)._asdict()
+    outcome.success = statistics.pop("success")
+    outcome.statistics = statistics
     return outcome
 
 
