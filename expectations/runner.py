@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -177,7 +176,7 @@ def validate_layer(
         }
         try:
             batches = [(_batch_definition(sources[table], table), layer, table, df) for table, df in tables.items()]
-            validated = _in_parallel(_validate_table, batches)
+            validated = _validate_tables(batches)
         finally:
             # Keep the long-lived context from accumulating data sources run after run.
             for source in sources.values():
@@ -258,8 +257,9 @@ def _write_data_docs(context: Any, layer: str, run_name: str, outcomes: list[tup
     return built[site].removeprefix("file://")
 
 
-def _in_parallel(validate: Callable[..., Any], batches: list[tuple]) -> list[Any]:
-    """``validate(*each)`` for each of ``batches``, up to one at a time per core; results in order.
+def _validate_tables(batches: list[tuple[Any, str, str, DataFrame]]) -> list[tuple[TableResult, Any]]:
+    """:func:`_validate_table` for each of ``batches``, up to one at a time per core; results in
+    order.
 
     A table's suite is some 20 small Spark jobs, and most of a gate on small tables (gold) is
     the driver JVM planning them: one table at a time keeps one core busy, two keep both (the
@@ -267,9 +267,9 @@ def _in_parallel(validate: Callable[..., Any], batches: list[tuple]) -> list[Any
     """
     workers = min(len(batches), os.cpu_count() or 1)
     if workers <= 1:
-        return [validate(*each) for each in batches]
+        return [_validate_table(*each) for each in batches]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engagement-gate") as pool:
-        return list(pool.map(lambda each: validate(*each), batches))
+        return list(pool.map(lambda each: _validate_table(*each), batches))
 
 
 def _batch_definition(source: Any, table: str) -> Any:
