@@ -207,3 +207,82 @@ def test_accounts_added_without_new_links_are_their_own_persons_and_the_rest_is_
             (person("wechat:o9"), "wechat", "o9"),
         ]
     )
+
+
+def test_smallest_keys_gives_each_node_its_components_smallest_node():
+    from jobs.identity import smallest_keys
+
+    # Two components joined only through their larger nodes, and a lone node.
+    nodes = ["wechat:o9", "kuaishou:k5", "wechat:o1", "kuaishou:k2", "wechat_unionid:u1", "kuaishou:k7"]
+    edges = [("wechat:o9", "wechat_unionid:u1"), ("kuaishou:k5", "wechat:o1"), ("wechat_unionid:u1", "wechat:o1"), ("kuaishou:k2", "wechat:o9")]
+    assert smallest_keys(nodes, edges) == {
+        "wechat:o9": "kuaishou:k2",
+        "kuaishou:k5": "kuaishou:k2",
+        "wechat:o1": "kuaishou:k2",
+        "kuaishou:k2": "kuaishou:k2",
+        "wechat_unionid:u1": "kuaishou:k2",
+        "kuaishou:k7": "kuaishou:k7",
+    }
+
+
+def test_smallest_keys_compares_keys_in_utf8_byte_order():
+    from jobs.identity import smallest_keys
+
+    # "é" (U+00E9, bytes C3 A9) sorts after "z" in UTF-8 byte order and in code point order.
+    assert smallest_keys(["wechat:é", "wechat:z"], [("wechat:é", "wechat:z")])["wechat:é"] == "wechat:z"
+
+
+def _relinked(spark, accounts: list[tuple], old_links: list[tuple], new_links: list[tuple]) -> list[tuple]:
+    from jobs.identity import link_copies, relink
+
+    before = build_identity_map(spark.createDataFrame(accounts, ACCOUNTS), spark.createDataFrame(old_links, LINKS))
+    every_link = spark.createDataFrame(old_links + new_links, LINKS)
+    copies = link_copies(every_link, spark.createDataFrame(new_links, LINKS), at_most=10)
+    return sorted(tuple(r) for r in relink(before, copies).collect())
+
+
+def test_a_new_link_merges_the_persons_it_reaches_and_keeps_the_others(spark):
+    # Day 1: k9-o1-u1 is a person (smallest key kuaishou:k9), k2 and k7 are alone.
+    # Day 2: L2 joins k2 and a new OpenID o2 under u1: k2's person and k9's become one.
+    accounts = [("kuaishou", "k9"), ("wechat", "o1"), ("kuaishou", "k2"), ("kuaishou", "k7")]
+    assert _relinked(spark, accounts, [UNIONID_LINKS[0]], [UNIONID_LINKS[1]]) == UNIONID_EXPECTED
+
+
+def test_new_links_that_close_a_chain_merge_it_whole(spark):
+    # The chain's two ends were persons of their own (c7-d6-c5 and c3-d2-c1); C3 joins them.
+    old = [lk for lk in CHAIN_LINKS if lk[0] != "C3"]
+    assert _relinked(spark, [("kuaishou", "c7")], old, [CHAIN_LINKS[2]]) == CHAIN_EXPECTED
+
+
+def test_a_redelivered_link_and_a_link_of_new_accounts_change_nothing_else(spark):
+    accounts = [("kuaishou", "k1"), ("wechat", "o1"), ("kuaishou", "k3")]
+    old = [link("L1", "k1", "o1")]
+    new = [link("L1", "k1", "o1"), link("L5", "k5", "o5", "u5")]
+    assert _relinked(spark, accounts, old, new) == sorted(
+        [
+            (person("kuaishou:k1"), "kuaishou", "k1"),
+            (person("kuaishou:k1"), "wechat", "o1"),
+            (person("kuaishou:k3"), "kuaishou", "k3"),
+            (person("kuaishou:k5"), "kuaishou", "k5"),
+            (person("kuaishou:k5"), "wechat", "o5"),
+            (person("kuaishou:k5"), "wechat_unionid", "u5"),
+        ]
+    )
+
+
+def test_link_copies_gives_each_new_link_with_its_earlier_copies_and_copies_agree_checks_them(spark):
+    from jobs.identity import copies_agree, link_copies
+
+    old = [link("L1", "k1", "o1"), link("L2", "k2", "o2", "u2"), link("L3", "k3", "o3")]
+    redelivered = [link("L1", "k1", "o1")]
+    changed = [link("L2", "k2", "o2")]  # the same link_id without its UnionID
+
+    def copies(new):
+        found = link_copies(spark.createDataFrame(old + new, LINKS), spark.createDataFrame(new, LINKS), at_most=2)
+        return None if found is None else sorted(found, key=repr)
+
+    assert copies(redelivered) == [("L1", "k1", "o1", None)]
+    assert copies(changed) == sorted([("L2", "k2", "o2", None), ("L2", "k2", "o2", "u2")], key=repr)
+    assert copies(redelivered + changed) is None  # three distinct copies, more than at_most
+    assert copies_agree(copies(redelivered))
+    assert not copies_agree(copies(changed))
