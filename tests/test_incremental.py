@@ -9,7 +9,9 @@ is written by the loader's own routing and commit code (``streaming.loader.route
 about what happens after bronze. After every daily run the bronze is copied to a second
 warehouse and rebuilt there with ``--full-refresh``; all eight tables must be equal. Along the
 way: a re-run of the same day with nothing new, a backfill of an earlier date after newer data
-arrived, and a redelivery whose copy with the smaller coordinates arrives last, on another day.
+arrived, a redelivery whose copy with the smaller coordinates arrives last, on another day, and
+a copy of an identity link that names another account than the link (the run must then resolve
+the whole identity graph again; the other days apply their links to the map they have).
 A second test holds every identity link back to the last of 20 days, so the late links reach
 propagation rows older than any cohort that day's run recomputes for its new events.
 """
@@ -17,6 +19,7 @@ propagation rows older than any cohort that day's run recomputes for its new eve
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import zlib
 from collections import defaultdict
@@ -119,6 +122,17 @@ def _moved_copy(message, *, hours: int):
     return replace(message, value=json.dumps(record).encode())
 
 
+def _changed_link_copy(messages):
+    """A copy of the first of ``messages``' links, made an hour earlier and naming another
+    OpenID: deduplication by ``link_id`` prefers the earlier copy, so the first OpenID loses its
+    edge and leaves the person, which no new link can do to a map built before (the daily run
+    must resolve the whole graph again)."""
+    message, record = next((m, json.loads(m.value)) for m in messages if m.topic == IDENTITY_TOPIC and m.valid)
+    earlier = parse_rfc3339(record["linked_at"]) - timedelta(hours=1)
+    changed = dict(record, wechat_openid=record["wechat_openid"] + "-changed", linked_at=earlier.isoformat())
+    return replace(message, value=json.dumps(changed).encode())
+
+
 def _full_refresh(spark, settings: Settings, as_of: date, tmp_path, *, gates: bool = False) -> Settings:
     """A copy of ``settings``' bronze, rebuilt with a full refresh as of ``as_of``: the whole daily
     run, or (to keep the test short) its building steps without the three quality gates."""
@@ -144,7 +158,7 @@ def _assert_same_gold(incremental: Settings, full: Settings, as_of: date) -> Non
         assert gold_rows(incremental.warehouse, table, as_of) == expected, f"{table} as of {as_of}"
 
 
-def test_many_daily_runs_equal_a_full_refresh(spark, tmp_path):
+def test_many_daily_runs_equal_a_full_refresh(spark, tmp_path, caplog):
     from engagement.pipeline import run_daily
 
     # At most two files a date: late events reach most dates on three or four runs, so dates are
@@ -166,14 +180,24 @@ def test_many_daily_runs_equal_a_full_refresh(spark, tmp_path):
     bronze.deliver([like], partition=1)
 
     modes = {}
+    relinked_days = []
     for as_of in [FIRST_RUN + timedelta(days=i) for i in range(DAYS - 6)]:
         if as_of > FIRST_RUN:
             bronze.deliver(by_day.get(as_of, []))
         if as_of == FIRST_RUN + timedelta(days=3):
             bronze.deliver([_moved_copy(like, hours=72)], partition=0)
-        result = run_daily(spark, settings, as_of)
+        if as_of == FIRST_RUN + timedelta(days=4):
+            delivered = [m for day in sorted(by_day) if day < as_of for m in by_day[day]]
+            bronze.deliver([_changed_link_copy(delivered)])
+        with caplog.at_level(logging.INFO, logger="engagement.incremental"):
+            result = run_daily(spark, settings, as_of)
+        relinked = [r.getMessage() for r in caplog.records if r.getMessage().startswith("identity:")]
+        relinked_days += relinked
+        caplog.clear()
         modes[as_of] = _staged_mode(settings, as_of)
         _assert_same_gold(settings, _full_refresh(spark, settings, as_of, tmp_path, gates=as_of == FIRST_RUN), as_of)
+        if as_of == FIRST_RUN + timedelta(days=4):
+            assert relinked == ["identity: the whole graph resolved again (a link's copies name different accounts)"]
         if as_of == FIRST_RUN + timedelta(days=2):
             run_daily(spark, settings, as_of)  # the same day again, nothing new
             assert _staged_mode(settings, as_of) == "incremental"
@@ -187,6 +211,7 @@ def test_many_daily_runs_equal_a_full_refresh(spark, tmp_path):
     _assert_same_gold(settings, _full_refresh(spark, settings, backfill, tmp_path), backfill)
 
     assert modes[FIRST_RUN] == "full"
+    assert any("the persons they reach resolved again" in m for m in relinked_days), relinked_days
     assert set(list(modes.values())[1:]) == {"incremental"}, modes
     head = silver_log.head(LocalStore(settings.warehouse))
     # One silver, updated in place: each run added a version, and no date was copied per run.
