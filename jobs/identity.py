@@ -124,9 +124,9 @@ def relink(identity_map: DataFrame, copies: list[tuple]) -> DataFrame:
     reach are resolved again, the rest kept as they are.
 
     A new link only merges persons: the accounts of each person it reaches, with the links'
-    accounts and edges, are collected to the driver and joined there (:func:`smallest_keys`). The result is :func:`build_identity_map`'s
-    over all links as long as every copy of a link names the same accounts; a copy that differed
-    could replace an edge instead of adding one.
+    accounts and edges, are collected to the driver and joined there (:func:`smallest_keys`).
+    The result is :func:`build_identity_map`'s over all links as long as every copy of a link
+    names the same accounts; a copy that differed could replace an edge instead of adding one.
     """
     named: dict[str, tuple[str, str]] = {}  # node key -> (platform, user_id)
     edges: list[tuple[str, str]] = []
