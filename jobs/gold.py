@@ -15,10 +15,17 @@ from jobs.gold_engagement import (
     last_active_dates,
 )
 from jobs.gold_groups import build_group_health, build_group_survival
+from jobs.silver import with_person
 
 
 def build_gold_tables(events: DataFrame, identity_map: DataFrame, *, as_of_date: date) -> dict[str, DataFrame]:
-    """Every gold table as of ``as_of_date``, by name, in the order of ``core.tables.GOLD``."""
+    """Every gold table as of ``as_of_date``, by name, in the order of ``core.tables.GOLD``.
+
+    ``events`` are stored silver events, without ``person_id``: only the two cross-platform
+    tables count persons, and only they join it on from ``identity_map`` (a left join Spark
+    cannot drop, so every table given the joined events would shuffle every event to join it).
+    """
+    persons = with_person(events, identity_map)
     # Each account's last active date, read by two tables: computed once.
     last_active = last_active_dates(events, as_of_date=as_of_date).cache()
     # Small (a few thousand rows): cached so that group_survival does not compute it again.
@@ -30,6 +37,6 @@ def build_gold_tables(events: DataFrame, identity_map: DataFrame, *, as_of_date:
         "member_lifetime": build_member_lifetime(events, as_of_date=as_of_date, last_active=last_active),
         "group_health": group_health,
         "group_survival": build_group_survival(group_health),
-        "cross_platform_propagation": build_cross_platform_propagation(events, identity_map, as_of_date=as_of_date),
-        "cross_platform_overlap": build_cross_platform_overlap(events, as_of_date=as_of_date),
+        "cross_platform_propagation": build_cross_platform_propagation(persons, identity_map, as_of_date=as_of_date),
+        "cross_platform_overlap": build_cross_platform_overlap(persons, as_of_date=as_of_date),
     }

@@ -188,7 +188,7 @@ def update_gold_tables(
     when not given). The result equals :func:`jobs.gold.build_gold_tables` over the same silver.
     """
     if base is None or changes is None or changes.everything or base_as_of is None or base_as_of > as_of_date:
-        return build_gold_tables(with_person(events, identity_map), identity_map, as_of_date=as_of_date)
+        return build_gold_tables(events, identity_map, as_of_date=as_of_date)
     as_of, cohort = as_of_date, F.col("cohort_date")
     known = events.where(F.col("event_date") <= F.lit(as_of))
     if history is None:

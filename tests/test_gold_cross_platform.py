@@ -217,3 +217,24 @@ def test_cross_platform_overlap_without_members_is_one_row_with_null_rate(spark)
         silver_events(spark, OVERLAP_EVENTS), as_of_date=as_of
     )
     assert rows(result) == [(as_of, 0, 0, 0, None)]
+
+
+def test_build_gold_tables_takes_persons_from_the_identity_map(spark):
+    # Silver stores events without person_id; build_gold_tables joins it on for the two
+    # cross-platform tables only. The events' own person ids are dropped here, so the rows
+    # above can only come out again through the identity maps given.
+    from jobs.gold import build_gold_tables
+
+    stored = silver_events(spark, PROPAGATION_EVENTS).drop("person_id")
+    tables = build_gold_tables(stored, spark.createDataFrame(IDENTITY, IDENTITY_MAP), as_of_date=D5)
+    assert rows(tables["cross_platform_propagation"]) == [ROW_03_01, ROW_03_02, ROW_03_03, ROW_03_04]
+
+    overlap_identity = [
+        ("P1", "kuaishou", "k1"), ("P1", "wechat", "o1"), ("P2", "kuaishou", "k2"), ("P2", "wechat", "o2"),
+        ("P3", "wechat", "o3"), ("P3", "kuaishou", "k3"), ("P4", "wechat", "o4"), ("P5", "kuaishou", "k5"),
+    ]  # fmt: skip
+    stored = silver_events(spark, OVERLAP_EVENTS).drop("person_id")
+    tables = build_gold_tables(stored, spark.createDataFrame(overlap_identity, IDENTITY_MAP), as_of_date=D5)
+    # As test_cross_platform_overlap: Kuaishou P1, P2, P5; WeChat P1, P3; both P1; anywhere 4.
+    # (Each account a person of its own would give both = 0.)
+    assert rows(tables["cross_platform_overlap"]) == [(D5, 3, 2, 1, 0.25)]
