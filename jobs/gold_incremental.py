@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from core.silver_log import Changes
@@ -110,23 +110,34 @@ def _on(events: DataFrame, dates: set[date]) -> DataFrame:
     return events.where(F.col("event_date").isin(sorted(dates))) if dates else events.limit(0)
 
 
-def _first_rows(events: DataFrame, key: list[str]) -> DataFrame:
-    """Each ``key``'s earliest event (by time, then id)."""
-    first = Window.partitionBy(*key).orderBy("event_time", "event_id")
-    return events.withColumn("_n", F.row_number().over(first)).where(F.col("_n") == 1).drop("_n")
-
-
 def _with_first_joins_before(
     events: DataFrame, history: DataFrame, start: date, as_of: date, key: list[str]
 ) -> DataFrame:
-    """Events dated ``start`` .. ``as_of``, plus each ``key``'s first join dated before ``start``
-    (from ``history``: the events, or their :func:`history_summary`)."""
+    """Events dated ``start`` .. ``as_of``, plus, for each ``key`` with a join dated before
+    ``start`` (in ``history``: the events, or their :func:`history_summary`), one join at the
+    time and date of the first of them, its other columns NULL.
+
+    That is all a recomputed cohort asks of an earlier join: whether the user had joined the
+    group before a like in the window ("already a member"), or whether the user's first join
+    comes before the first recomputed cohort. An aggregate finds it without sorting every
+    earlier join, as picking each key's first row would. Without its inviter, an earlier join
+    cannot be attributed to an invitation (all of which are earlier still, in cohorts carried
+    forward).
+    """
     window = events.where((F.col("event_date") >= F.lit(start)) & (F.col("event_date") <= F.lit(as_of)))
-    earlier_joins = history.where((F.col("event_date") < F.lit(start)) & (F.col("event_type") == "join"))
-    # Without its inviter, an earlier join cannot be attributed to an invitation (all of which
-    # are earlier still, in cohorts carried forward).
-    first_joins = _first_rows(earlier_joins, key).withColumn("inviter_user_id", F.lit(None).cast("string"))
-    return window.unionByName(first_joins)
+    earlier = (
+        history.where((F.col("event_date") < F.lit(start)) & (F.col("event_type") == "join"))
+        .groupBy(*key)
+        .agg(F.min("event_time").alias("event_time"), F.min("event_date").alias("event_date"))
+    )
+
+    def column(name: str) -> F.Column:
+        if name in earlier.columns:
+            return F.col(name)
+        value = F.lit("join") if name == "event_type" else F.lit(None).cast(events.schema[name].dataType)
+        return value.alias(name)
+
+    return window.unionByName(earlier.select(*(column(name) for name in events.columns)))
 
 
 def history_summary(events: DataFrame) -> DataFrame:
