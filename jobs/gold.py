@@ -22,8 +22,9 @@ def build_gold_tables(events: DataFrame, identity_map: DataFrame, *, as_of_date:
     """Every gold table as of ``as_of_date``, by name, in the order of ``core.tables.GOLD``.
 
     ``events`` are stored silver events, without ``person_id``: only the two cross-platform
-    tables count persons, and only they join it on from ``identity_map`` (a left join Spark
-    cannot drop, so every table given the joined events would shuffle every event to join it).
+    tables count persons, and only they join it on from ``identity_map``. Spark cannot drop that
+    left join where a table counts rows, so such a table given the joined events would shuffle
+    every event to join it.
     """
     persons = with_person(events, identity_map)
     # Each account's last active date, read by two tables: computed once.

@@ -130,14 +130,7 @@ def _with_first_joins_before(
         .groupBy(*key)
         .agg(F.min("event_time").alias("event_time"), F.min("event_date").alias("event_date"))
     )
-
-    def column(name: str) -> F.Column:
-        if name in earlier.columns:
-            return F.col(name)
-        value = F.lit("join") if name == "event_type" else F.lit(None).cast(events.schema[name].dataType)
-        return value.alias(name)
-
-    return window.unionByName(earlier.select(*(column(name) for name in events.columns)))
+    return window.unionByName(_shaped_like(earlier, events, event_type=F.lit("join")))
 
 
 def history_summary(events: DataFrame) -> DataFrame:
@@ -158,21 +151,28 @@ def history_summary(events: DataFrame) -> DataFrame:
     may then appear in more than one. Every use above takes a minimum, a maximum or distinct
     values of them, so a repeated row changes nothing (joins are events, never repeated).
     """
-    columns = events.columns
     dated = events.where(F.col("event_date").isNotNull())
-
-    def only(*kept: str) -> list[F.Column]:
-        return [F.col(c) if c in kept else F.lit(None).cast(events.schema[c].dataType).alias(c) for c in columns]
-
     joins = dated.where(F.col("event_type") == "join")
-    active_days = dated.select("event_date", "platform", "user_id").distinct().select(only("event_date", "platform", "user_id"))
-    group_days = (
+    active_days = _shaped_like(dated.select("event_date", "platform", "user_id").distinct(), events)
+    group_days = _shaped_like(
         dated.where(F.col("group_id").isNotNull() & F.col("event_type").isin("like", "share"))
         .select("event_date", "platform", "group_id", "event_type")
-        .distinct()
-        .select(only("event_date", "platform", "group_id", "event_type"))
+        .distinct(),
+        events,
     )
     return joins.unionByName(active_days).unionByName(group_days)
+
+
+def _shaped_like(rows: DataFrame, events: DataFrame, **values: F.Column) -> DataFrame:
+    """``rows`` with the columns of ``events``, in their order: its own where it has them,
+    ``values`` where given, NULL of the column's type elsewhere."""
+
+    def column(name: str) -> F.Column:
+        if name in rows.columns:
+            return F.col(name)
+        return values.get(name, F.lit(None).cast(events.schema[name].dataType)).alias(name)
+
+    return rows.select(*(column(name) for name in events.columns))
 
 
 def _carry(base: DataFrame, fresh: DataFrame, recomputed: F.Column) -> DataFrame:

@@ -12,6 +12,7 @@ import pytest
 from pyspark.sql.types import DateType, DoubleType, LongType
 from silver_rows import rows, silver_event, silver_events, utc
 
+from jobs.gold import build_gold_tables
 from jobs.gold_cross_platform import build_cross_platform_overlap, build_cross_platform_propagation
 from jobs.schemas import IDENTITY_MAP
 
@@ -223,8 +224,6 @@ def test_build_gold_tables_takes_persons_from_the_identity_map(spark):
     # Silver stores events without person_id; build_gold_tables joins it on for the two
     # cross-platform tables only. The events' own person ids are dropped here, so the rows
     # above can only come out again through the identity maps given.
-    from jobs.gold import build_gold_tables
-
     stored = silver_events(spark, PROPAGATION_EVENTS).drop("person_id")
     tables = build_gold_tables(stored, spark.createDataFrame(IDENTITY, IDENTITY_MAP), as_of_date=D5)
     assert rows(tables["cross_platform_propagation"]) == [ROW_03_01, ROW_03_02, ROW_03_03, ROW_03_04]
