@@ -113,7 +113,8 @@ COMMIT_ATTEMPTS = 5
 # shuffling silver (at 10M events, a day's 206k ids: the deduplication took 5-6 s instead of
 # 11-13, and build_silver 27 s instead of 32). A million ids make a 160 MiB broadcast, held in
 # the driver beside the collected rows while it is built: within the default 2 GiB driver. A
-# larger backlog is joined by a shuffle.
+# larger backlog is joined by a shuffle. A full refresh sends the ids bronze holds more than
+# one copy of, with their first copies' coordinates, up to as many (1 % of 10M events: 93k).
 BROADCAST_IDS_AT_MOST = 1_000_000
 # A day's new identity links merge the persons they reach on the driver (jobs.identity.relink):
 # at 10M events, day 90's 452 links took build_silver's identity step (with the map's write)
@@ -162,51 +163,60 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
             f"run `engagement run --as-of {as_of_date} --full-refresh`"
         )
     files = new_bronze(store, plan, head)
-    candidates = first_copies(
-        read_bronze_files(spark, store, BRONZE_EVENTS, files[BRONZE_EVENTS]), timezone=settings.timezone, key=pseudonym_key
-    )
+    bronze = read_bronze_files(spark, store, BRONZE_EVENTS, files[BRONZE_EVENTS])
+
+    def key(column):
+        return F.coalesce(F.col(column).cast("string"), F.lit(UNPARSED))
+
+    build = new_build()
+    prefix = f"{SILVER_EVENTS}/{build}"
     if full:
-        added = candidates.withColumn("replaces", F.lit(False)).withColumn("replaced_date", F.lit(None).cast("date"))
+        # Every date is written whole, as one file, and the dates are those of the files
+        # written: the rows are read once, from bronze, on their way to their date's task.
+        candidates = first_copies(
+            bronze, timezone=settings.timezone, key=pseudonym_key, repeated=_first_of_repeated_ids(bronze)
+        )
+        write_table(candidates.withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
+        written = _files_by_date(data_files(store, prefix))
+        touched = set(written)
+        events: dict[str, Any] = {}
+        replaced: set[str] = set()
+        crowded: set[str] = set()
+        rewritten: set[str] = set()
     else:
         # Read twice below when its ids are broadcast: computed once.
-        candidates = candidates.localCheckpoint()
+        candidates = first_copies(bronze, timezone=settings.timezone, key=pseudonym_key).localCheckpoint()
         held = read_with_schema(spark, store, head.event_files(unparsed=True), STORED_SCHEMA)
         added = earlier_copies(
             candidates,
             held.select("event_id", "kafka_topic", "kafka_partition", "kafka_offset", "event_date"),
             broadcast_ids=candidates.count() <= BROADCAST_IDS_AT_MOST,
+        ).localCheckpoint()
+        touched_rows = (
+            added.select(key("event_date").alias("k"), F.lit(False).alias("r"))
+            .unionByName(added.where("replaces").select(key("replaced_date").alias("k"), F.lit(True).alias("r")))
+            .distinct()
+            .collect()
         )
-    added = added.localCheckpoint()
-
-    def key(column):
-        return F.coalesce(F.col(column).cast("string"), F.lit(UNPARSED))
-
-    touched_rows = (
-        added.select(key("event_date").alias("k"), F.lit(False).alias("r"))
-        .unionByName(added.where("replaces").select(key("replaced_date").alias("k"), F.lit(True).alias("r")))
-        .distinct()
-        .collect()
-    )
-    touched = {r["k"] for r in touched_rows}
-    events = {} if full else dict(head.events)
-    # A date whose held copy of an event goes is rewritten without it; the new events of any
-    # other date are added to it as a file of their own (one per run), its earlier files kept as
-    # they are, unless that would make more files than the setting allows: then it is rewritten
-    # as one.
-    replaced = {r["k"] for r in touched_rows if r["r"]}
-    crowded = {k for k in touched if k in events and len(events[k]["files"]) >= settings.silver_max_files_per_date}
-    rewritten = replaced | crowded
-    build = new_build()
+        touched = {r["k"] for r in touched_rows}
+        events = dict(head.events)
+        # A date whose held copy of an event goes is rewritten without it; the new events of any
+        # other date are added to it as a file of their own (one per run), its earlier files kept
+        # as they are, unless that would make more files than the setting allows: then it is
+        # rewritten as one.
+        replaced = {r["k"] for r in touched_rows if r["r"]}
+        crowded = {k for k in touched if k in events and len(events[k]["files"]) >= settings.silver_max_files_per_date}
+        rewritten = replaced | crowded
+        if touched:
+            fresh = added.select(*STORED_COLUMNS)
+            old = [f for k in rewritten if k in events for f in events[k]["files"]]
+            rows = fresh
+            if old:
+                rows = read_with_schema(spark, store, old, STORED_SCHEMA).join(fresh.select("event_id"), "event_id", "left_anti")
+                rows = rows.unionByName(fresh)
+            write_table(rows.withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
+            written = _files_by_date(data_files(store, prefix))
     if touched:
-        fresh = added.select(*STORED_COLUMNS)
-        old = [f for k in rewritten if k in events for f in events[k]["files"]]
-        rows = fresh
-        if old:
-            rows = read_with_schema(spark, store, old, STORED_SCHEMA).join(fresh.select("event_id"), "event_id", "left_anti")
-            rows = rows.unionByName(fresh)
-        prefix = f"{SILVER_EVENTS}/{build}"
-        write_table(rows.withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
-        written = _files_by_date(data_files(store, prefix))
         # The history summary of the files just written (jobs.gold_incremental.history_summary:
         # a date's summary may span several files).
         summary_prefix = f"{SILVER_SUMMARY}/{build}"
@@ -290,8 +300,9 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
     )
     plan["version"] = version.number
     store.put(plan_key(as_of_date), json.dumps(plan, indent=1).encode())
-    added.unpersist()
-    candidates.unpersist()
+    if not full:
+        added.unpersist()
+        candidates.unpersist()
     log.info(
         "silver version %d: %d new bronze files, %d dates added to, %d of them rewritten (%d to merge their files)%s",
         version.number,
@@ -302,6 +313,26 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         " (full refresh)" if full else "",
     )
     return version
+
+
+def _first_of_repeated_ids(bronze):
+    """A full refresh's ids with more than one copy, with their first copies' coordinates
+    (``jobs.silver.first_of_repeated``), for ``first_copies`` to keep each id's first copy where
+    it reads it; None, for it to sort every row by id instead, when they are too many to send
+    to every task or bronze holds a message twice."""
+    from jobs.silver import first_of_repeated, repeated_ids
+
+    ids = repeated_ids(bronze).localCheckpoint()
+    count = ids.count()
+    if count > BROADCAST_IDS_AT_MOST:
+        log.info("silver: %d event ids have more than one copy: every copy sorted by id", count)
+        return None
+    firsts = first_of_repeated(bronze, ids).localCheckpoint()
+    if not firsts.where("doubled").isEmpty():
+        log.warning("bronze holds a message (topic, partition, offset) twice: every copy sorted by id")
+        return None
+    log.info("silver: %d event ids have more than one copy: their first copies found first", count)
+    return firsts
 
 
 def _furthest(*watermarks: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:

@@ -53,17 +53,47 @@ def _coordinates() -> F.Column:
     return F.struct(*COORDINATES)
 
 
-def first_copies(bronze_events: DataFrame, *, timezone: str, key: str | None = None) -> DataFrame:
+def repeated_ids(bronze_events: DataFrame) -> DataFrame:
+    """The ``event_id``s ``bronze_events`` holds more than one copy of, from that column alone."""
+    return bronze_events.groupBy("event_id").count().where(F.col("count") > 1).select("event_id")
+
+
+def first_of_repeated(bronze_events: DataFrame, repeated: DataFrame) -> DataFrame:
+    """Per id of ``repeated`` (:func:`repeated_ids`, few enough to send to every task): the
+    coordinates of its first copy (``first``), and whether a message, the same coordinates, is
+    held more than once (``doubled``: the loader writes each offset once, so this is never
+    expected, but :func:`first_copies` cannot take those ids from the coordinates alone)."""
+    copies = bronze_events.select("event_id", *COORDINATES).join(F.broadcast(repeated), on="event_id", how="left_semi")
+    return copies.groupBy("event_id").agg(
+        F.min(_coordinates()).alias("first"),
+        (F.count(F.lit(1)) > F.count_distinct(*COORDINATES)).alias("doubled"),
+    )
+
+
+def first_copies(
+    bronze_events: DataFrame, *, timezone: str, key: str | None = None, repeated: DataFrame | None = None
+) -> DataFrame:
     """One row per ``event_id`` of ``bronze_events``, its first copy, typed (STORED_COLUMNS),
     its user ids pseudonymised under ``key`` when there is one (``jobs.privacy``).
 
     ``event_date`` is NULL when Spark cannot read ``event_time``: such an event is in no date,
     but silver remembers it so that a later copy of the same id is not taken in its place.
+
+    Without ``repeated``, every row is sent to its id's task and sorted there. With it
+    (:func:`first_of_repeated` of the same bronze, none ``doubled``, few enough to send to every
+    task), a row is kept where it is read when its id has one copy or its coordinates are its
+    id's first: nothing is shuffled or sorted, and the rows are the same.
     """
-    first_copy = Window.partitionBy("event_id").orderBy(*COORDINATES)
+    if repeated is None:
+        first_copy = Window.partitionBy("event_id").orderBy(*COORDINATES)
+        kept = bronze_events.withColumn("_copy", F.row_number().over(first_copy)).where(F.col("_copy") == 1)
+    else:
+        firsts = F.broadcast(repeated.select("event_id", F.col("first").alias("_first")))
+        kept = bronze_events.join(firsts, on="event_id", how="left").where(
+            F.col("_first").isNull() | (_coordinates() == F.col("_first"))
+        )
     events = (
-        bronze_events.withColumn("_copy", F.row_number().over(first_copy))
-        .filter(F.col("_copy") == 1)
+        kept
         # RFC 3339 allows "t" and "z"; Spark's cast only reads upper case (and under ANSI mode
         # fails the whole job otherwise). Upper-casing touches nothing else in the string.
         .withColumn("event_time", F.expr("try_cast(upper(event_time) AS timestamp)"))

@@ -129,3 +129,74 @@ def test_a_later_run_takes_a_copy_only_when_it_is_earlier_than_the_one_silver_ho
         date(2026, 2, 27), True, date(2026, 3, 2),
     )
     assert (rows["new"]["event_date"], rows["new"]["replaces"]) == (None, False)
+
+
+def _copy(event_id, event_time, *, topic, partition, offset):
+    row = _bronze_event(event_id, "wechat", "o1", event_time, offset=offset, topic=topic)
+    return {**row, "kafka_partition": partition}
+
+
+WECHAT, KUAISHOU = "engagement.wechat.events", "engagement.kuaishou.events"
+
+
+@pytest.mark.parametrize("how", ["sorted by id", "kept where read"])
+def test_the_first_copy_is_the_one_of_the_smallest_topic_partition_and_offset(spark, how):
+    from jobs.silver import first_copies, first_of_repeated, repeated_ids
+
+    bronze = spark.createDataFrame(
+        [
+            # Each copy has a date of its own, which says which copy was kept.
+            _copy("by-partition", "2026-03-01T08:00:00Z", topic=WECHAT, partition=1, offset=3),
+            _copy("by-partition", "2026-03-02T08:00:00Z", topic=WECHAT, partition=0, offset=9),
+            _copy("by-topic", "2026-03-03T08:00:00Z", topic=WECHAT, partition=0, offset=1),
+            _copy("by-topic", "2026-03-04T08:00:00Z", topic=KUAISHOU, partition=2, offset=5),
+            _copy("by-offset", "2026-03-05T08:00:00Z", topic=WECHAT, partition=0, offset=4),
+            _copy("by-offset", "2026-03-06T08:00:00Z", topic=WECHAT, partition=0, offset=2),
+            _copy("by-offset", "2026-03-07T08:00:00Z", topic=WECHAT, partition=0, offset=8),
+            _copy("once", "2026-03-08T08:00:00Z", topic=WECHAT, partition=1, offset=4),
+            _copy("unparsed", "not a time", topic=WECHAT, partition=1, offset=5),
+            # The first copy is unparsed: the id stays without a date.
+            _copy("unparsed-first", "not a time", topic=WECHAT, partition=0, offset=10),
+            _copy("unparsed-first", "2026-03-09T08:00:00Z", topic=WECHAT, partition=0, offset=11),
+        ],
+        spark_schema(tables.BRONZE_EVENTS),
+    )
+    repeated = first_of_repeated(bronze, repeated_ids(bronze)) if how == "kept where read" else None
+    rows = first_copies(bronze, timezone="UTC", repeated=repeated).collect()
+    assert sorted((r["event_id"], r["event_date"], r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]) for r in rows) == [
+        ("by-offset", date(2026, 3, 6), WECHAT, 0, 2),
+        ("by-partition", date(2026, 3, 2), WECHAT, 0, 9),
+        ("by-topic", date(2026, 3, 4), KUAISHOU, 2, 5),
+        ("once", date(2026, 3, 8), WECHAT, 1, 4),
+        ("unparsed", None, WECHAT, 1, 5),
+        ("unparsed-first", None, WECHAT, 0, 10),
+    ]
+
+
+# An id delivered twice (two offsets), one once, and a message held twice (one offset), which
+# the loader never writes.
+REDELIVERED = [
+    _copy("redelivered", "2026-03-01T08:00:00Z", topic=WECHAT, partition=0, offset=1),
+    _copy("redelivered", "2026-03-01T08:00:00Z", topic=WECHAT, partition=1, offset=1),
+    _copy("once", "2026-03-01T08:00:00Z", topic=WECHAT, partition=0, offset=3),
+]
+DOUBLED = [_copy("doubled", "2026-03-01T08:00:00Z", topic=WECHAT, partition=0, offset=2)] * 2
+
+
+def test_the_repeated_ids_say_where_bronze_holds_a_message_twice(spark):
+    from jobs.silver import first_of_repeated, repeated_ids
+
+    bronze = spark.createDataFrame(REDELIVERED + DOUBLED, spark_schema(tables.BRONZE_EVENTS))
+    rows = {r["event_id"]: (tuple(r["first"]), r["doubled"]) for r in first_of_repeated(bronze, repeated_ids(bronze)).collect()}
+    assert rows == {"redelivered": ((WECHAT, 0, 1), False), "doubled": ((WECHAT, 0, 2), True)}
+
+
+def test_a_full_refresh_sorts_every_copy_when_bronze_holds_a_message_twice_or_too_many_ids_repeat(spark, monkeypatch):
+    from engagement import incremental
+
+    schema = spark_schema(tables.BRONZE_EVENTS)
+    firsts = incremental._first_of_repeated_ids(spark.createDataFrame(REDELIVERED, schema))
+    assert [(r["event_id"], tuple(r["first"])) for r in firsts.collect()] == [("redelivered", (WECHAT, 0, 1))]
+    assert incremental._first_of_repeated_ids(spark.createDataFrame(REDELIVERED + DOUBLED, schema)) is None
+    monkeypatch.setattr(incremental, "BROADCAST_IDS_AT_MOST", 0)
+    assert incremental._first_of_repeated_ids(spark.createDataFrame(REDELIVERED, schema)) is None
