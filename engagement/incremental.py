@@ -174,7 +174,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         # Every date is written whole, as one file, and the dates are those of the files
         # written: the rows are read once, from bronze, on their way to their date's task.
         candidates = first_copies(
-            bronze, timezone=settings.timezone, key=pseudonym_key, repeated=_first_of_repeated_ids(bronze)
+            bronze, timezone=settings.timezone, key=pseudonym_key, firsts=_first_of_repeated_ids(bronze)
         )
         write_table(candidates.withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
         written = _files_by_date(data_files(store, prefix))

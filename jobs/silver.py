@@ -15,7 +15,9 @@
   refresh. :func:`with_person` joins it on from ``identity_map`` when silver is read.
 
 Incremental update (:func:`first_copies` + :func:`earlier_copies`): the first copies of the new
-bronze that silver holds no earlier copy of are added; the copy silver held, if any, goes.
+bronze that silver holds no earlier copy of are added; the copy silver held, if any, goes. A full
+refresh finds the few ids with more than one copy first (:func:`repeated_ids`,
+:func:`first_of_repeated`) and hands their first copies' coordinates to :func:`first_copies`.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def first_of_repeated(bronze_events: DataFrame, repeated: DataFrame) -> DataFram
 
 
 def first_copies(
-    bronze_events: DataFrame, *, timezone: str, key: str | None = None, repeated: DataFrame | None = None
+    bronze_events: DataFrame, *, timezone: str, key: str | None = None, firsts: DataFrame | None = None
 ) -> DataFrame:
     """One row per ``event_id`` of ``bronze_events``, its first copy, typed (STORED_COLUMNS),
     its user ids pseudonymised under ``key`` when there is one (``jobs.privacy``).
@@ -79,17 +81,17 @@ def first_copies(
     ``event_date`` is NULL when Spark cannot read ``event_time``: such an event is in no date,
     but silver remembers it so that a later copy of the same id is not taken in its place.
 
-    Without ``repeated``, every row is sent to its id's task and sorted there. With it
+    Without ``firsts``, every row is sent to its id's task and sorted there. With it
     (:func:`first_of_repeated` of the same bronze, none ``doubled``, few enough to send to every
     task), a row is kept where it is read when its id has one copy or its coordinates are its
     id's first: nothing is shuffled or sorted, and the rows are the same.
     """
-    if repeated is None:
+    if firsts is None:
         first_copy = Window.partitionBy("event_id").orderBy(*COORDINATES)
         kept = bronze_events.withColumn("_copy", F.row_number().over(first_copy)).where(F.col("_copy") == 1)
     else:
-        firsts = F.broadcast(repeated.select("event_id", F.col("first").alias("_first")))
-        kept = bronze_events.join(firsts, on="event_id", how="left").where(
+        first = F.broadcast(firsts.select("event_id", F.col("first").alias("_first")))
+        kept = bronze_events.join(first, on="event_id", how="left").where(
             F.col("_first").isNull() | (_coordinates() == F.col("_first"))
         )
     events = (

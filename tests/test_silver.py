@@ -161,8 +161,8 @@ def test_the_first_copy_is_the_one_of_the_smallest_topic_partition_and_offset(sp
         ],
         spark_schema(tables.BRONZE_EVENTS),
     )
-    repeated = first_of_repeated(bronze, repeated_ids(bronze)) if how == "kept where read" else None
-    rows = first_copies(bronze, timezone="UTC", repeated=repeated).collect()
+    firsts = first_of_repeated(bronze, repeated_ids(bronze)) if how == "kept where read" else None
+    rows = first_copies(bronze, timezone="UTC", firsts=firsts).collect()
     assert sorted((r["event_id"], r["event_date"], r["kafka_topic"], r["kafka_partition"], r["kafka_offset"]) for r in rows) == [
         ("by-offset", date(2026, 3, 6), WECHAT, 0, 2),
         ("by-partition", date(2026, 3, 2), WECHAT, 0, 9),
