@@ -172,7 +172,8 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
     prefix = f"{SILVER_EVENTS}/{build}"
     if full:
         # Every date is written whole, as one file, and the dates are those of the files
-        # written: the rows are read once, from bronze, on their way to their date's task.
+        # written: whole rows are read once, from bronze, on their way to their date's task
+        # (the repeated ids and their first coordinates are found before, from a few columns).
         candidates = first_copies(
             bronze, timezone=settings.timezone, key=pseudonym_key, firsts=_first_of_repeated_ids(bronze)
         )
