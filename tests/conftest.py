@@ -1,5 +1,6 @@
-"""Session-wide fixtures: one SparkSession (and, in kafka_fixture / s3_fixture, one real broker and
-one real S3-compatible server) per run, each started on first use."""
+"""Session-wide fixtures: one SparkSession (and, in kafka_fixture / s3_fixture / postgres_fixture, one
+real broker, one real S3-compatible server and one real PostgreSQL server) per run, each started on
+first use."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from kafka_fixture import fresh_topics, kafka_broker  # noqa: F401
+from postgres_fixture import postgres_server  # noqa: F401
 from s3_fixture import object_store  # noqa: F401
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

@@ -1,5 +1,5 @@
 """engagement_daily under a real Airflow: its own scheduler, dag-processor and api-server
-(LocalExecutor, SQLite metadata, a temporary AIRFLOW_HOME, free ports), the project's DAG
+(LocalExecutor, metadata in PostgreSQL, a temporary AIRFLOW_HOME, free ports), the project's DAG
 folder, and generated traffic loaded through Kafka into bronze.
 
 * the scheduler's own run publishes the last complete day in the reporting zone, never today;
@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo
 import pyarrow as pa
 import pytest
 from gold_rows import gold_rows
+from postgres_fixture import new_database
 
 from core import layout
 from core.contract import KUAISHOU_TOPIC
@@ -117,9 +118,11 @@ class Airflow:
 
 
 @pytest.fixture(scope="module")
-def airflow(loaded, tmp_path_factory):
-    """Airflow's scheduler, dag-processor and api-server on free ports, sharing a new home."""
+def airflow(loaded, postgres_server, tmp_path_factory):
+    """Airflow's scheduler, dag-processor and api-server on free ports, sharing a new home and a
+    new metadata database on the session's PostgreSQL server."""
     home = tmp_path_factory.mktemp("airflow-home")
+    metadata = new_database(postgres_server, "airflow_scheduler").replace("postgresql://", "postgresql+psycopg://", 1)
     port, log_server_port = free_ports(2)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ENGAGEMENT_"))},
@@ -129,10 +132,15 @@ def airflow(loaded, tmp_path_factory):
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": "2",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        # A writer waits up to 60 s for SQLite's lock, not Python's default 5 s: with the day's
-        # Spark jobs on both cores the scheduler can hold it longer, and `backfill create` then
-        # failed once with "database is locked" between its two runs' inserts.
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}?timeout=60",
+        # PostgreSQL, as in docker-compose.yml, not SQLite: SQLite has one writer at a time, and
+        # with the day's Spark jobs on both cores `backfill create` failed twice (in CI, even
+        # with a 60 s busy timeout) on "database is locked" while the scheduler held the lock.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": metadata,
+        # A task's first call to the API server ("the task is running") waited more than the
+        # default 5 s once on PostgreSQL, while the scheduler still held the task's row, and the
+        # task failed on the client's timeout before it started.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60",
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",

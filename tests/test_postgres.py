@@ -1,15 +1,10 @@
-"""Gold mirrored into a real PostgreSQL server (started once for this module, no mocks)."""
+"""Gold mirrored into a real PostgreSQL server (tests/postgres_fixture.py: one per session, no mocks)."""
 
 from __future__ import annotations
 
-import glob
-import itertools
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -17,6 +12,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from postgres_fixture import free_port, new_database
 
 from core import tables
 from core.layout import gold_build_key
@@ -30,61 +26,10 @@ from streaming.bronze import arrow_schema
 D1, D2 = date(2026, 3, 10), date(2026, 3, 11)
 
 
-def _postgres_bin() -> Path:
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).parent
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
-    if not candidates:
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) not found: install PostgreSQL (apt-get install postgresql)")
-    return Path(candidates[-1]).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server_url():
-    """A throwaway PostgreSQL server on 127.0.0.1; its URL (trust auth, user ``engagement``)."""
-    bin_dir = _postgres_bin()
-    # Not tmp_path_factory: its parent folder is private to root, and the server runs as postgres.
-    root = Path(tempfile.mkdtemp(prefix="engagement-pg-"))
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:  # initdb and postgres refuse to run as root
-        shutil.chown(root, user="postgres", group="postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
-
-    def run(*args: str) -> None:
-        subprocess.run(as_postgres + list(args), check=True, capture_output=True, text=True)
-
-    run(str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U", "engagement", "--no-sync", "-E", "UTF8")
-    options = f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off"
-    try:
-        run(str(bin_dir / "pg_ctl"), "start", "-w", "-D", str(data), "-l", str(root / "server.log"), "-o", options)
-    except subprocess.CalledProcessError:
-        log = root / "server.log"
-        pytest.fail(f"PostgreSQL did not start:\n{log.read_text() if log.exists() else '(no log)'}")
-    try:
-        yield f"postgresql://engagement@127.0.0.1:{port}/postgres"
-    finally:
-        run(str(bin_dir / "pg_ctl"), "stop", "-D", str(data), "-m", "fast")
-        shutil.rmtree(root, ignore_errors=True)
-
-
-_database_numbers = itertools.count()
-
-
 @pytest.fixture()
-def url(server_url: str) -> str:
-    """A fresh, empty database per test on the module's server."""
-    name = f"gold_test_{next(_database_numbers)}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return server_url.rsplit("/", 1)[0] + "/" + name
+def url(postgres_server: str) -> str:
+    """A fresh, empty database per test on the session's server."""
+    return new_database(postgres_server, "gold_test")
 
 
 M = date(2026, 3, 1)
@@ -221,7 +166,7 @@ def test_tables_have_the_gold_columns_types_and_values(tmp_path, url):
 def test_unreachable_server_says_what_to_check_without_the_password(tmp_path):
     _publish(tmp_path, None, D1, 1)
     warehouse = Settings(home=tmp_path).warehouse
-    closed_port = _free_port()
+    closed_port = free_port()
     with pytest.raises(PostgresPublishError) as raised:
         publish_to_postgres(f"postgresql://engagement:s3cret-pw@127.0.0.1:{closed_port}/analytics", warehouse, D1)
     message = str(raised.value)
