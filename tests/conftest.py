@@ -5,6 +5,7 @@ first use."""
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
@@ -16,6 +17,11 @@ from postgres_fixture import postgres_server  # noqa: F401
 from s3_fixture import object_store  # noqa: F401
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+# py4j says at INFO that it closes its connection, from a finalizer at the interpreter's exit.
+# Importing Airflow puts the root logger at INFO with a handler on the stdout of that moment
+# (pytest's capture, closed by then), so logging printed a "Logging error" traceback after
+# every test run. WARNING, as engagement.cli sets it.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")
