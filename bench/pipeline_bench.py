@@ -287,7 +287,26 @@ def _machine() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), {memory:.0f} GiB RAM, {platform.system()} {platform.release()}"
 
 
-def render(results: list[dict], versions: dict[str, str]) -> str:
+def code_measured() -> str:
+    """The code this checkout holds: ``git describe --always --dirty``, with a digest of the
+    uncommitted changes when there are any (the runs import this working tree: an edit during
+    the bench changes what it measures)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout if done.returncode == 0 else ""
+
+    described = git("describe", "--always", "--dirty").strip()
+    if not described:
+        return "not a git checkout"
+    if described.endswith("-dirty"):
+        import hashlib
+
+        described += f" (uncommitted changes {hashlib.sha256(git('diff', 'HEAD').encode()).hexdigest()[:8]})"
+    return described
+
+
+def render(results: list[dict], versions: dict[str, str], code: str = "") -> str:
     """BENCHMARKS.md from the results of one ``make bench`` run."""
     lines = [
         "# Benchmarks",
@@ -295,6 +314,7 @@ def render(results: list[dict], versions: dict[str, str]) -> str:
         f"Written by `make bench` ({Path(__file__).relative_to(REPO)}) on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC,",
         f"all figures from that one run. Machine: {_machine()}.",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
+        f"Code: {code or 'not recorded'}.",
         "",
         f"Data: generated traffic over {DAYS} days (seed 90, the generator's rates, 1 % redeliveries,",
         "2 % late events, 0.1 % invalid), 3 partitions per topic. Days 1-89 are loaded and computed",
@@ -360,14 +380,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary homes (broker data, warehouse)")
     parser.add_argument("--output", default=str(REPO / "BENCHMARKS.md"))
     args = parser.parse_args(argv)
+    code = code_measured()
     results = []
     for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
-        results.append(bench_size(size, keep=args.keep))
+        results.append({**bench_size(size, keep=args.keep), "code": code})
         RESULTS.mkdir(parents=True, exist_ok=True)
         out = RESULTS / f"pipeline-{size}-{datetime.now():%Y%m%d-%H%M%S}.json"
         out.write_text(json.dumps(results[-1], indent=2, default=str) + "\n")
         _say(f"wrote {out.relative_to(REPO)}")
-    Path(args.output).write_text(render(results, _versions()))
+    if code_measured() != code:
+        code += f", then {code_measured()} before the bench ended: its figures may measure either"
+        _say(f"the code changed during the bench: {code}")
+    Path(args.output).write_text(render(results, _versions(), code))
     _say(f"wrote {args.output}")
     return 0
 
