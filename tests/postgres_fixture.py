@@ -15,7 +15,6 @@ import glob
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from streaming.broker import free_ports
 
 
 def _postgres_bin() -> Path:
@@ -35,12 +36,6 @@ def _postgres_bin() -> Path:
     return Path(candidates[-1]).parent
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """A throwaway PostgreSQL server on 127.0.0.1; its URL (trust auth, user ``engagement``)."""
@@ -51,7 +46,8 @@ def postgres_server() -> Iterator[str]:
     if os.geteuid() == 0:  # initdb and postgres refuse to run as root
         shutil.chown(root, user="postgres", group="postgres")
         as_postgres = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", free_port()
+    (port,) = free_ports(1)
+    data = root / "data"
 
     def run(*args: str) -> None:
         subprocess.run(as_postgres + list(args), check=True, capture_output=True, text=True)

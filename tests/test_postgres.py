@@ -12,7 +12,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from postgres_fixture import free_port, new_database
+from postgres_fixture import new_database
 
 from core import tables
 from core.layout import gold_build_key
@@ -21,6 +21,7 @@ from core.storage import LocalStore
 from core.tables import GOLD_TABLES
 from engagement.postgres import PostgresPublishError, publish_to_postgres
 from engagement.publish import new_build, publish, stage
+from streaming.broker import free_ports
 from streaming.bronze import arrow_schema
 
 D1, D2 = date(2026, 3, 10), date(2026, 3, 11)
@@ -166,7 +167,7 @@ def test_tables_have_the_gold_columns_types_and_values(tmp_path, url):
 def test_unreachable_server_says_what_to_check_without_the_password(tmp_path):
     _publish(tmp_path, None, D1, 1)
     warehouse = Settings(home=tmp_path).warehouse
-    closed_port = free_port()
+    (closed_port,) = free_ports(1)
     with pytest.raises(PostgresPublishError) as raised:
         publish_to_postgres(f"postgresql://engagement:s3cret-pw@127.0.0.1:{closed_port}/analytics", warehouse, D1)
     message = str(raised.value)
