@@ -419,7 +419,7 @@ def gold_base(store: Store, version: SilverVersion, as_of_date: date) -> tuple[d
 def build_gold_tables(spark, store: Store, version: SilverVersion, as_of_date: date) -> tuple[dict, dict[str, Any]]:
     """Gold DataFrames of ``as_of_date`` and how they were made (for the run record)."""
     from core.tables import GOLD
-    from jobs.gold_incremental import event_dates_read, update_gold_tables
+    from jobs.gold_incremental import cached_summary, event_dates_read, update_gold_tables
     from jobs.schemas import spark_schema
     from jobs.silver import STORED_SCHEMA
     from jobs.storage import read_with_schema
@@ -440,7 +440,7 @@ def build_gold_tables(spark, store: Store, version: SilverVersion, as_of_date: d
     if summary_files is None:
         history, read = None, dates
     else:
-        history = read_with_schema(spark, store, summary_files, STORED_SCHEMA).cache()
+        history = cached_summary(read_with_schema(spark, store, summary_files, STORED_SCHEMA))
         needed = event_dates_read(changes, base_as_of, as_of_date)
         read = [d for d in dates if d in needed]
     events = read_with_schema(spark, store, version.event_files(read), STORED_SCHEMA)

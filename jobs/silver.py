@@ -132,8 +132,14 @@ def earlier_copies(candidates: DataFrame, held: DataFrame, *, broadcast_ids: boo
 
 def with_person(events: DataFrame, identity_map: DataFrame) -> DataFrame:
     """Stored silver events (dated ones) as ``silver.events``: with ``person_id``."""
+    return conform(person_of(events, identity_map), tables.SILVER_EVENTS)
+
+
+def person_of(rows: DataFrame, identity_map: DataFrame) -> DataFrame:
+    """``rows`` (with ``platform`` and ``user_id``) and the ``person_id`` of their account, NULL
+    for an account the map lacks."""
     persons = identity_map.select("platform", "user_id", "person_id")
-    return conform(events.join(persons, on=["platform", "user_id"], how="left"), tables.SILVER_EVENTS)
+    return rows.join(persons, on=["platform", "user_id"], how="left")
 
 
 def accounts(events: DataFrame) -> DataFrame:
