@@ -36,7 +36,8 @@ Interpretation choices (an independent implementation is compared row by row):
 
 from __future__ import annotations
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -179,30 +180,70 @@ def _first_joins(scoped: DataFrame) -> DataFrame:
     )
 
 
+@dataclass(frozen=True)
+class RetentionRows:
+    """Some rows of ``retention_cohorts``: every row of the cohorts from ``cohorts_from`` on
+    (none when None), and each row whose day, ``cohort_date + day_offset``, is one of ``days``."""
+
+    cohorts_from: date | None = None
+    days: frozenset[date] = frozenset()
+
+    def __bool__(self) -> bool:
+        return self.cohorts_from is not None or bool(self.days)
+
+    def first_cohort(self, day_offsets: tuple[int, ...] = RETENTION_DAY_OFFSETS) -> date | None:
+        """The earliest cohort with a row among them."""
+        firsts = [day - timedelta(days=max(day_offsets)) for day in self.days]
+        if self.cohorts_from is not None:
+            firsts.append(self.cohorts_from)
+        return min(firsts, default=None)
+
+    def hold(self) -> Column:
+        """Whether a row (``cohort_date``, ``day_offset``) is one of them."""
+        return self._day_or_cohort(F.date_add(F.col("cohort_date"), F.col("day_offset")), F.col("cohort_date"))
+
+    def days_looked_at(self) -> Column:
+        """Whether an ``event_date`` is a day one of them looks at (a superset: the rows of a
+        cohort from ``cohorts_from`` on look at days from that date on)."""
+        return self._day_or_cohort(F.col("event_date"), F.col("event_date"))
+
+    def _day_or_cohort(self, day: Column, cohort: Column) -> Column:
+        """``day`` is one of ``days``, or ``cohort`` is ``cohorts_from`` or later."""
+        either = day.isin(sorted(self.days))
+        if self.cohorts_from is not None:
+            either = either | (cohort >= F.lit(self.cohorts_from))
+        return either
+
+
 def build_retention_cohorts(
     events: DataFrame,
     *,
     as_of_date: date,
     day_offsets: tuple[int, ...] = RETENTION_DAY_OFFSETS,
-    cohorts_from: date | None = None,
+    only: RetentionRows | None = None,
 ) -> DataFrame:
     """Day-N retention of each platform's join cohorts, for every day N that is already over.
 
-    With ``cohorts_from``, only the cohorts from that date on (a caller that carries the earlier
-    ones forward): a user whose first join is earlier is in none of them, so the earlier joins
-    are still read, but their users' days are not looked up."""
+    With ``only``, just those rows (a caller that carries the others forward): every join is
+    still read (a user whose first join is earlier is in none of the later cohorts), but only
+    the activity of the days those rows look at."""
     scoped = _up_to(events, as_of_date)
     offsets = F.array(*[F.lit(int(n)) for n in day_offsets]).cast("array<int>")
     cohorts = _first_joins(scoped)
-    if cohorts_from is not None:
-        cohorts = cohorts.where(F.col("cohort_date") >= F.lit(cohorts_from))
+    active = scoped
+    if only is not None:
+        first = only.first_cohort(day_offsets)
+        cohorts = cohorts.where(F.col("cohort_date") >= F.lit(first)) if first else cohorts.limit(0)
+        active = scoped.where(only.days_looked_at())
     member_days = (
         cohorts.withColumn("day_offset", F.explode(offsets))
         .withColumn("activity_date", F.date_add(F.col("cohort_date"), F.col("day_offset")))
         .where(F.col("activity_date") <= F.lit(as_of_date))
     )
+    if only is not None:
+        member_days = member_days.where(only.hold())
     active_days = (
-        scoped.select("platform", "user_id", F.col("event_date").alias("activity_date"))
+        active.select("platform", "user_id", F.col("event_date").alias("activity_date"))
         .distinct()
         .withColumn("active", F.lit(True))
     )

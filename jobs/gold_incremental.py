@@ -11,10 +11,14 @@ across a daylight-saving change):
   every later content attempt of its (user, group), every cohort from e-8 on; new at D: cohorts
   P-6 .. D-7. So cohorts from ``min(e) - 8`` (or P-6) on are recomputed, over the events from
   that date plus each (user, group)'s first join before it ("already a member" needs only that).
-* ``retention_cohorts``: an event on e counts for the cohorts e-30 .. e, and a join can move its
-  user's cohort (first join) anywhere after e; new at D: cohorts P-29 .. D. Cohorts from
-  ``min(e) - 30`` (or P-29) on are recomputed, over the history summary from that date plus each
-  user's first join before it (which puts the users of earlier cohorts where they belong).
+* ``retention_cohorts``: an event on e is activity for the rows whose day (``cohort_date + N``)
+  is e, and a join can move its user's cohort (first join) only between two dates at or after
+  e; new at D: the rows whose day is P+1 .. D. So every row of the cohorts from ``min(e)`` on,
+  and each row whose day is a changed date or one of P+1 .. D, is recomputed (a few cohorts
+  whole and four rows a day, where a late event used to recompute 30 cohorts), over the history
+  summary's joins from the first of those cohorts (``min(e) - 30`` or P-29), each user's first
+  join before it (which puts the users of earlier cohorts where they belong), and the activity
+  of the days those rows look at.
 * ``cross_platform_propagation``: a like on e, or a share on e that answers a like of e-2 .. e;
   the same for the events of accounts whose person changed (a late identity link); new at D:
   like dates P .. D-1. Recomputed over the events of those dates and the two after.
@@ -40,6 +44,7 @@ from core.tables import CONVERSION_WINDOW_DAYS, RETENTION_DAY_OFFSETS
 from jobs.gold import build_gold_tables
 from jobs.gold_cross_platform import build_cross_platform_overlap, build_cross_platform_propagation
 from jobs.gold_engagement import (
+    RetentionRows,
     build_daily_engagement,
     build_join_conversion,
     build_member_lifetime,
@@ -76,14 +81,14 @@ def conversion_start(changes: Changes, base_as_of: date, as_of: date) -> date:
     return min(starts)
 
 
-def retention_start(changes: Changes, base_as_of: date, as_of: date) -> date:
-    """The first ``retention_cohorts`` cohort to recompute."""
-    longest = max(RETENTION_DAY_OFFSETS)
-    starts = [base_as_of - timedelta(days=longest - 1)]
+def retention_rows(changes: Changes, base_as_of: date, as_of: date) -> RetentionRows:
+    """The ``retention_cohorts`` rows to recompute.
+
+    A changed join can move its user's cohort (first join) only between two dates at or after
+    its own, so every row of the cohorts from the first changed date on; and each row whose day
+    is a changed date (its activity) or a day that is over since ``base_as_of`` (a new row)."""
     changed = _changed(changes, as_of)
-    if changed:
-        starts.append(min(changed) - timedelta(days=longest))
-    return min(starts)
+    return RetentionRows(min(changed, default=None), frozenset(changed | _days(base_as_of + timedelta(days=1), as_of)))
 
 
 def propagation_dates(changes: Changes, base_as_of: date, as_of: date) -> set[date]:
@@ -231,14 +236,15 @@ def update_gold_tables(
         base["join_conversion"], build_join_conversion(conversion_input, as_of_date=as_of), cohort >= F.lit(start)
     )
 
-    start = retention_start(changes, base_as_of, as_of)
-    # Retention reads joins and the days each user was active: the summary's rows say both.
-    retention_input = _with_first_joins_before(summary, summary, start, as_of, ["platform", "user_id"])
-    retention_cohorts = _carry(
-        base["retention_cohorts"],
-        build_retention_cohorts(retention_input, as_of_date=as_of, cohorts_from=start),
-        cohort >= F.lit(start),
-    )
+    rows = retention_rows(changes, base_as_of, as_of)
+    retention_cohorts = base["retention_cohorts"]
+    if rows:
+        # Retention reads joins and the days each user was active: the summary's rows say both.
+        start = rows.first_cohort()
+        retention_input = _with_first_joins_before(summary, summary, start, as_of, ["platform", "user_id"])
+        retention_cohorts = _carry(
+            retention_cohorts, build_retention_cohorts(retention_input, as_of_date=as_of, only=rows), rows.hold()
+        )
 
     likes = propagation_dates(changes, base_as_of, as_of)
     reach = _propagation_reach(likes)

@@ -12,6 +12,7 @@ import pytest
 from silver_rows import KS, WX, silver_event, silver_events, utc
 
 from jobs.gold_engagement import (
+    RetentionRows,
     _invitation_outcomes,
     build_daily_engagement,
     build_join_conversion,
@@ -478,9 +479,44 @@ def test_retention_of_the_cohorts_from_a_date_on(spark):
         ],
     )
 
-    result = build_retention_cohorts(events, as_of_date=date(2026, 3, 8), cohorts_from=date(2026, 3, 2))
+    result = build_retention_cohorts(events, as_of_date=date(2026, 3, 8), only=RetentionRows(cohorts_from=date(2026, 3, 2)))
 
     assert_df_equality(result, RETENTION_COLUMNS, [("wechat", date(2026, 3, 5), 1, 2, 1, 0.5)])
+
+
+def test_retention_of_some_rows_reads_the_activity_of_their_days_only(spark):
+    """A daily run recomputes the rows whose day changed or is new, and whole cohorts from a
+    date on; the activity of other days is not looked at, and their rows are not returned."""
+    events = silver_events(
+        spark,
+        [
+            ev("j-u1", "join", WX, "u1", utc(2026, 3, 1, 2), date(2026, 3, 1), group_id="g1"),
+            ev("l-u1-2", "like", WX, "u1", utc(2026, 3, 2, 2), date(2026, 3, 2)),
+            ev("l-u1-8", "like", WX, "u1", utc(2026, 3, 8, 2), date(2026, 3, 8)),
+            ev("j-u2", "join", WX, "u2", utc(2026, 3, 1, 3), date(2026, 3, 1), group_id="g1"),
+            ev("l-u2-8", "like", WX, "u2", utc(2026, 3, 8, 3), date(2026, 3, 8)),
+            ev("j-u3", "join", WX, "u3", utc(2026, 3, 7, 2), date(2026, 3, 7), group_id="g1"),
+            ev("l-u3-8", "like", WX, "u3", utc(2026, 3, 8, 4), date(2026, 3, 8)),
+        ],
+    )
+    as_of = date(2026, 3, 8)
+
+    new_day = build_retention_cohorts(events, as_of_date=as_of, only=RetentionRows(days=frozenset({as_of})))
+    late = build_retention_cohorts(
+        events, as_of_date=as_of, only=RetentionRows(cohorts_from=date(2026, 3, 7), days=frozenset({date(2026, 3, 2)}))
+    )
+
+    # Every row: (3-1, 1) 2 users, 1 retained; (3-1, 7) 2 and 2; (3-7, 1) 1 and 1.
+    assert_df_equality(
+        new_day,
+        RETENTION_COLUMNS,
+        [("wechat", date(2026, 3, 1), 7, 2, 2, 1.0), ("wechat", date(2026, 3, 7), 1, 1, 1, 1.0)],
+    )
+    assert_df_equality(
+        late,
+        RETENTION_COLUMNS,
+        [("wechat", date(2026, 3, 1), 1, 2, 1, 0.5), ("wechat", date(2026, 3, 7), 1, 1, 1, 1.0)],
+    )
 
 
 def test_retention_day_30_boundary_and_zero_rows(spark):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from core.silver_log import Changes
-from jobs.gold_incremental import conversion_start, daily_dates, event_dates_read, propagation_dates, retention_start
+from jobs.gold_engagement import RetentionRows
+from jobs.gold_incremental import conversion_start, daily_dates, event_dates_read, propagation_dates, retention_rows
 
 P = date(2026, 3, 20)  # the earlier gold
 D = date(2026, 3, 22)  # this run
@@ -19,7 +20,9 @@ def test_nothing_changed_recomputes_only_what_the_new_as_of_date_emits():
     none = Changes()
     assert daily_dates(none, P, D) == {_d(21), _d(22)}
     assert conversion_start(none, P, D) == _d(14)  # cohorts 14..15 become due at D (c + 7 <= D)
-    assert retention_start(none, P, D) == date(2026, 2, 19)  # day 30 of cohort 02-19 is 03-21
+    # The rows whose day is over since P: day 1 of cohort 03-20 .. day 30 of cohort 02-19.
+    assert retention_rows(none, P, D) == RetentionRows(days=frozenset({_d(21), _d(22)}))
+    assert retention_rows(none, P, D).first_cohort() == date(2026, 2, 19)
     assert propagation_dates(none, P, D) == {_d(20), _d(21)}  # like dates d with d + 1 <= D, new since P
 
 
@@ -27,7 +30,9 @@ def test_a_late_event_reaches_back_by_each_tables_longest_window():
     late = Changes(dates=frozenset({_d(10), _d(21)}))
     assert daily_dates(late, P, D) == {_d(10), _d(21), _d(22)}
     assert conversion_start(late, P, D) == _d(2)  # 7 days of window + 1 for a DST change
-    assert retention_start(late, P, D) == date(2026, 2, 8)  # 30 days back from 03-10
+    # A late join moves a user between cohorts from 03-10 on; late activity is a day of 4 rows.
+    assert retention_rows(late, P, D) == RetentionRows(_d(10), frozenset({_d(10), _d(21), _d(22)}))
+    assert retention_rows(late, P, D).first_cohort() == date(2026, 2, 8)  # day 30 is 03-10
     assert propagation_dates(late, P, D) == {_d(8), _d(9), _d(10), _d(19), _d(20), _d(21)}
 
 
@@ -36,6 +41,7 @@ def test_changes_after_the_as_of_date_reach_nothing():
     assert daily_dates(future, D, D) == set()
     assert conversion_start(future, D, D) == _d(16)
     assert propagation_dates(future, D, D) == set()
+    assert not retention_rows(future, D, D)
 
 
 def test_a_late_identity_link_reaches_the_propagation_rows_of_its_accounts_events():
