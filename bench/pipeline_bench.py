@@ -388,8 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         out = RESULTS / f"pipeline-{size}-{datetime.now():%Y%m%d-%H%M%S}.json"
         out.write_text(json.dumps(results[-1], indent=2, default=str) + "\n")
         _say(f"wrote {out.relative_to(REPO)}")
-    if code_measured() != code:
-        code += f", then {code_measured()} before the bench ended: its figures may measure either"
+    ended = code_measured()
+    if ended != code:
+        code += f", then {ended} before the bench ended: its figures may measure either"
         _say(f"the code changed during the bench: {code}")
     Path(args.output).write_text(render(results, _versions(), code))
     _say(f"wrote {args.output}")
