@@ -233,7 +233,8 @@ def build_retention_cohorts(
     active = scoped
     if only is not None:
         first = only.first_cohort(day_offsets)
-        cohorts = cohorts.where(F.col("cohort_date") >= F.lit(first)) if first else cohorts.limit(0)
+        if first is not None:  # none: no row is one of them (``hold`` below)
+            cohorts = cohorts.where(F.col("cohort_date") >= F.lit(first))
         active = scoped.where(only.days_looked_at())
     member_days = (
         cohorts.withColumn("day_offset", F.explode(offsets))

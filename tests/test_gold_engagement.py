@@ -517,6 +517,7 @@ def test_retention_of_some_rows_reads_the_activity_of_their_days_only(spark):
         RETENTION_COLUMNS,
         [("wechat", date(2026, 3, 1), 1, 2, 1, 0.5), ("wechat", date(2026, 3, 7), 1, 1, 1, 1.0)],
     )
+    assert_df_equality(build_retention_cohorts(events, as_of_date=as_of, only=RetentionRows()), RETENTION_COLUMNS, [])
 
 
 def test_retention_day_30_boundary_and_zero_rows(spark):
