@@ -5,6 +5,7 @@
     quarantine/topic=T/partition=P/<first>-<last>.parquet        of partition P that belong there
     bronze/*/topic=T/partition=P/_commits/<first>.json           the range's commit (core.loader_log)
     silver/events/<build>/_date=D/*.parquet          silver events of date D, as one run wrote them
+                                                     (with a hash of each event_id: jobs.silver)
     silver/identity_map/<build>/*.parquet            the identity map, as one run wrote it
     silver/_versions/<n>.json                        silver version n: the files of every date, and
                                                      how far into bronze it reads (core.silver_log)

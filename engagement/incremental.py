@@ -143,7 +143,17 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
     from jobs.gold_incremental import history_summary
     from jobs.identity import add_accounts, build_identity_map, copies_agree, link_copies, relink
     from jobs.privacy import fingerprint
-    from jobs.silver import STORED_COLUMNS, STORED_SCHEMA, accounts, earlier_copies, first_copies, links
+    from jobs.silver import (
+        ID_INDEX_SCHEMA,
+        STORED_COLUMNS,
+        STORED_SCHEMA,
+        accounts,
+        dates_to_compare,
+        earlier_copies,
+        first_copies,
+        links,
+        with_id_hash,
+    )
     from jobs.storage import read_bronze_files, read_with_schema, write_table
 
     plan = read_plan(store, as_of_date)
@@ -177,7 +187,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         candidates = first_copies(
             bronze, timezone=settings.timezone, key=pseudonym_key, firsts=_first_of_repeated_ids(bronze)
         )
-        write_table(candidates.withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
+        write_table(with_id_hash(candidates).withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
         written = _files_by_date(data_files(store, prefix))
         touched = set(written)
         events: dict[str, Any] = {}
@@ -187,11 +197,18 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
     else:
         # Read twice below when its ids are broadcast: computed once.
         candidates = first_copies(bronze, timezone=settings.timezone, key=pseudonym_key).localCheckpoint()
-        held = read_with_schema(spark, store, head.event_files(unparsed=True), STORED_SCHEMA)
+        few = candidates.count() <= BROADCAST_IDS_AT_MOST
+        held_files = head.event_files(unparsed=True)
+        if few:
+            # Only the dates whose id hashes match a new id's (or that have none) are compared.
+            index = read_with_schema(spark, store, held_files, ID_INDEX_SCHEMA)
+            compared = [r["event_date"] for r in dates_to_compare(index, candidates).collect()]
+            held_files = head.event_files([d for d in compared if d is not None], unparsed=None in compared)
+        held = read_with_schema(spark, store, held_files, STORED_SCHEMA)
         added = earlier_copies(
             candidates,
             held.select("event_id", "kafka_topic", "kafka_partition", "kafka_offset", "event_date"),
-            broadcast_ids=candidates.count() <= BROADCAST_IDS_AT_MOST,
+            broadcast_ids=few,
         ).localCheckpoint()
         touched_rows = (
             added.select(key("event_date").alias("k"), F.lit(False).alias("r"))
@@ -215,7 +232,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
             if old:
                 rows = read_with_schema(spark, store, old, STORED_SCHEMA).join(fresh.select("event_id"), "event_id", "left_anti")
                 rows = rows.unionByName(fresh)
-            write_table(rows.withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
+            write_table(with_id_hash(rows).withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
             written = _files_by_date(data_files(store, prefix))
     if touched:
         # The history summary of the files just written (jobs.gold_incremental.history_summary:

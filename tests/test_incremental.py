@@ -262,6 +262,37 @@ def test_links_that_arrive_late_reach_propagation_rows_older_than_every_recomput
     assert len(old) >= 5 and all(row[1] > 0 for row in old), old
 
 
+@pytest.mark.parametrize("files", ["with id hashes", "written before id hashes were kept"])
+def test_a_daily_run_drops_a_redelivery_of_an_earlier_date(spark, tmp_path, files):
+    """The run compares new ids with the held ids of the dates whose id hashes match, and of
+    every date whose files have no hashes."""
+    import pyarrow.parquet as pq
+
+    from engagement.incremental import plan_bronze, update_silver
+
+    settings = replace(Settings.from_env(), home=tmp_path, spark_shuffle_partitions=2)
+    store = LocalStore(settings.warehouse)
+    bronze = Bronze(store)
+    by_day = _traffic()
+    first, second = START, START + timedelta(days=1)
+    bronze.deliver(by_day[first])
+    plan_bronze(store, first, full_refresh=False)
+    held = update_silver(spark, store, settings, first)
+    if files == "written before id hashes were kept":
+        for key in held.event_files(unparsed=True):
+            path = store.path(key)
+            pq.write_table(pq.read_table(path).drop_columns(["event_id_hash"]), path)
+            (path.parent / f".{path.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum of the old bytes
+    again = next(m for m in by_day[first] if m.valid and m.topic == KUAISHOU_TOPIC)
+    bronze.deliver([again, *by_day[second]])
+    plan_bronze(store, second, full_refresh=False)
+    version = update_silver(spark, store, settings, second)
+
+    ids = [i for key in version.event_files(unparsed=True) for i in pq.read_table(store.path(key), columns=["event_id"])["event_id"].to_pylist()]
+    assert ids.count(again.event_id) == 1
+    assert len(ids) == len(set(ids)) > len(by_day[second])
+
+
 def _identity_map(settings: Settings) -> list[tuple]:
     import pyarrow.parquet as pq
 

@@ -131,6 +131,29 @@ def test_a_later_run_takes_a_copy_only_when_it_is_earlier_than_the_one_silver_ho
     assert (rows["new"]["event_date"], rows["new"]["replaces"]) == (None, False)
 
 
+def test_the_dates_to_compare_are_those_whose_id_hashes_match_a_new_id_or_that_have_none(spark):
+    from pyspark.sql import functions as F
+
+    from jobs.silver import dates_to_compare
+
+    held = spark.createDataFrame(
+        [
+            ("a", date(2026, 3, 1), True),
+            ("b", date(2026, 3, 2), True),
+            ("c", date(2026, 3, 3), True),  # a new id's copy
+            ("d", date(2026, 3, 4), False),  # a file without hashes: always compared
+            ("e", None, True),  # an unparsed copy of a new id
+            ("f", None, True),
+        ],
+        "event_id string, event_date date, hashed boolean",
+    )
+    # Spark's own xxhash64, as silver's files hold it (a NULL where a file has no hash).
+    held = held.select("event_date", F.when(F.col("hashed"), F.xxhash64("event_id")).alias("event_id_hash"))
+    candidates = spark.createDataFrame([("c",), ("e",), ("z",)], "event_id string")
+    dates = sorted(dates_to_compare(held, candidates).collect(), key=lambda r: (r[0] is not None, r[0]))
+    assert [r["event_date"] for r in dates] == [None, date(2026, 3, 3), date(2026, 3, 4)]
+
+
 def _copy(event_id, event_time, *, topic, partition, offset):
     row = _bronze_event(event_id, "wechat", "o1", event_time, offset=offset, topic=topic)
     return {**row, "kafka_partition": partition}
