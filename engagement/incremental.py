@@ -195,7 +195,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         crowded: set[str] = set()
         rewritten: set[str] = set()
     else:
-        # Read twice below when its ids are broadcast: computed once.
+        # Read several times below when its ids are broadcast: computed once.
         candidates = first_copies(bronze, timezone=settings.timezone, key=pseudonym_key).localCheckpoint()
         few = candidates.count() <= BROADCAST_IDS_AT_MOST
         held_files = head.event_files(unparsed=True)

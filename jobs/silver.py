@@ -24,7 +24,7 @@ refresh finds the few ids with more than one copy first (:func:`repeated_ids`,
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, IntegerType, LongType, StringType, StructField, StructType
 
@@ -117,9 +117,13 @@ def first_copies(
     return pseudonymise(events, EVENT_ID_COLUMNS, key)
 
 
+def _id_hash() -> Column:
+    return F.xxhash64("event_id")
+
+
 def with_id_hash(events: DataFrame) -> DataFrame:
     """Stored events with :data:`ID_HASH`, as silver's files hold them."""
-    return events.withColumn(ID_HASH, F.xxhash64("event_id"))
+    return events.withColumn(ID_HASH, _id_hash())
 
 
 def dates_to_compare(held: DataFrame, candidates: DataFrame) -> DataFrame:
@@ -129,7 +133,7 @@ def dates_to_compare(held: DataFrame, candidates: DataFrame) -> DataFrame:
     task (:func:`earlier_copies` with ``broadcast_ids``); the held ids of other dates cannot be
     theirs."""
     # One pass over the held hashes: a left join keeps the rows without one (NULL matches none).
-    hashes = F.broadcast(candidates.select(F.xxhash64("event_id").alias(ID_HASH), F.lit(True).alias("_new")))
+    hashes = F.broadcast(candidates.select(_id_hash().alias(ID_HASH), F.lit(True).alias("_new")))
     compared = held.join(hashes, on=ID_HASH, how="left").where(F.col(ID_HASH).isNull() | F.col("_new"))
     return compared.select("event_date").distinct()
 
