@@ -180,6 +180,13 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
 
     build = new_build()
     prefix = f"{SILVER_EVENTS}/{build}"
+
+    def write_events(rows) -> dict[str, list[str]]:
+        """``rows`` written as this build's event files, one folder per date, each row with the
+        hash of its id (``jobs.silver.dates_to_compare`` reads it); the files written, by date."""
+        write_table(with_id_hash(rows).withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
+        return _files_by_date(data_files(store, prefix))
+
     if full:
         # Every date is written whole, as one file, and the dates are those of the files
         # written: whole rows are read once, from bronze, on their way to their date's task
@@ -187,8 +194,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         candidates = first_copies(
             bronze, timezone=settings.timezone, key=pseudonym_key, firsts=_first_of_repeated_ids(bronze)
         )
-        write_table(with_id_hash(candidates).withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
-        written = _files_by_date(data_files(store, prefix))
+        written = write_events(candidates)
         touched = set(written)
         events: dict[str, Any] = {}
         replaced: set[str] = set()
@@ -232,8 +238,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
             if old:
                 rows = read_with_schema(spark, store, old, STORED_SCHEMA).join(fresh.select("event_id"), "event_id", "left_anti")
                 rows = rows.unionByName(fresh)
-            write_table(with_id_hash(rows).withColumn("_date", key("event_date")), store, prefix, partition_by="_date")
-            written = _files_by_date(data_files(store, prefix))
+            written = write_events(rows)
     if touched:
         # The history summary of the files just written (jobs.gold_incremental.history_summary:
         # a date's summary may span several files).
