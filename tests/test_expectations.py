@@ -292,6 +292,34 @@ def test_good_bronze_passes(spark):
     assert not events.is_cached  # GX persisted the batch; the runner released it
 
 
+def test_a_table_of_small_sources_is_validated_as_one_partition(spark, tmp_path, monkeypatch):
+    from expectations import runner
+
+    _bronze_events(spark).repartition(3).write.parquet(str(tmp_path / "events"))
+    events = spark.read.schema(BRONZE_EVENTS).parquet(str(tmp_path / "events"))
+    assert runner.as_validated(events).rdd.getNumPartitions() == 1
+    # Without cost-based optimisation Spark estimates a join as the product of its sides, far
+    # above the bound here; the sizes of its sources are what count.
+    joined = spark.range(100_000).repartition(3).join(spark.range(100_000), "id")
+    assert int(str(joined._jdf.queryExecution().optimizedPlan().stats().sizeInBytes())) > runner.ONE_PARTITION_AT_MOST
+    assert runner.as_validated(joined).rdd.getNumPartitions() == 1
+
+    # The gate judges the one partition as it judges the files, and releases what GX persisted.
+    cached_before = spark.sparkContext._jsc.getPersistentRDDs().size()
+    report = validate_layer("bronze", {"events": events}, raise_on_failure=False)
+    assert report.passed and report.results[0].evaluated > 5, report.summary()
+    assert spark.sparkContext._jsc.getPersistentRDDs().size() == cached_before
+    _bronze_events(spark, event_id=None).repartition(3).write.parquet(str(tmp_path / "broken"))
+    broken = spark.read.schema(BRONZE_EVENTS).parquet(str(tmp_path / "broken"))
+    assert runner.as_validated(broken).rdd.getNumPartitions() == 1
+    with pytest.raises(QualityGateFailed) as caught:
+        validate_layer("bronze", {"events": broken})
+    assert "expect_column_values_to_not_be_null(event_id)" in _failures(caught.value, "events")[0]
+
+    monkeypatch.setattr(runner, "ONE_PARTITION_AT_MOST", 0)
+    assert runner.as_validated(events).rdd.getNumPartitions() == events.rdd.getNumPartitions() > 1
+
+
 def test_good_silver_passes(spark):
     report = validate_layer("silver", {"events": _silver_events(spark), "identity_map": _identity_map(spark)})
     assert report.passed, report.summary()
