@@ -81,6 +81,9 @@ class SilverVersion:
     created_at: str = ""
     # jobs.privacy.fingerprint of the key user ids were pseudonymised with (None: not).
     key_fingerprint: str | None = None
+    # jobs.silver.id_hash_check by the Spark that hashed the event ids of every file named here;
+    # None when not known (files of a version from before it was kept, or of two Sparks).
+    id_hash_check: tuple[int, ...] | None = None
 
     @property
     def event_dates(self) -> list[date]:
@@ -114,6 +117,7 @@ class SilverVersion:
                 "version": self.number,
                 "timezone": self.timezone,
                 "key_fingerprint": self.key_fingerprint,
+                "id_hash_check": None if self.id_hash_check is None else list(self.id_hash_check),
                 "created_at": self.created_at,
                 "offsets": self.offsets,
                 "changes": self.changes.to_json(),
@@ -135,6 +139,7 @@ class SilverVersion:
             changes=Changes.from_json(d["changes"]),
             created_at=d.get("created_at", ""),
             key_fingerprint=d.get("key_fingerprint"),
+            id_hash_check=None if d.get("id_hash_check") is None else tuple(d["id_hash_check"]),
         )
 
 

@@ -151,6 +151,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         dates_to_compare,
         earlier_copies,
         first_copies,
+        id_hash_check,
         links,
         with_id_hash,
     )
@@ -180,6 +181,9 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
 
     build = new_build()
     prefix = f"{SILVER_EVENTS}/{build}"
+    # The id hashes held are of use only if this Spark computes the same (jobs.silver.ID_HASH).
+    hash_check = tuple(id_hash_check(spark))
+    hashes_hold = full or head.id_hash_check == hash_check
 
     def write_events(rows) -> dict[str, list[str]]:
         """``rows`` written as this build's event files, one folder per date, each row with the
@@ -205,7 +209,15 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         candidates = first_copies(bronze, timezone=settings.timezone, key=pseudonym_key).localCheckpoint()
         few = candidates.count() <= BROADCAST_IDS_AT_MOST
         held_files = head.event_files(unparsed=True)
-        if few:
+        if not hashes_hold:
+            log.warning(
+                "silver version %d's event id hashes were not all computed as this Spark computes them"
+                " (written by another Spark release, or before they were checked): new ids are compared"
+                " with every date's. `engagement run --as-of %s --full-refresh` writes them again.",
+                head.number,
+                as_of_date,
+            )
+        elif few:
             # Only the dates whose id hashes match a new id's (or that have none) are compared.
             index = read_with_schema(spark, store, held_files, ID_INDEX_SCHEMA)
             compared = [r["event_date"] for r in dates_to_compare(index, candidates).collect()]
@@ -318,7 +330,7 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         store,
         SilverVersion(
             current.number, current.timezone, current.offsets, events, identity_files, changes,
-            key_fingerprint=fingerprint(pseudonym_key),
+            key_fingerprint=fingerprint(pseudonym_key), id_hash_check=hash_check if hashes_hold else None,
         ),  # fmt: skip
     )
     plan["version"] = version.number

@@ -51,10 +51,15 @@ STORED_COLUMNS = tuple(STORED_SCHEMA.fieldNames())
 # for (STORED_SCHEMA leaves it out). A daily run reads it and event_date alone to find the dates
 # that may hold a copy of a new event (:func:`dates_to_compare`), and compares the ids of those
 # dates only: at 10M events the ids of every date took 3.5-5.0 s to read and probe, the hashes
-# 1.0-2.3 s, and a day's redeliveries were on the last 4 of 89 dates. Spark's xxhash64 (seed 42) gives
-# the same value for the same string in every release; a file without the column (written
-# before it was kept, or by hand) reads as NULL, and its date is always compared.
+# 1.0-2.3 s, and a day's redeliveries were on the last 4 of 89 dates. A file without the column
+# (written before it was kept, or by hand) reads as NULL, and its date is always compared.
+# The hashes are only of use to a Spark whose xxhash64 gives the values they were written with:
+# silver's log keeps the hashes of ID_HASH_PROBES by the Spark that wrote them (id_hash_check),
+# and a run whose Spark gives others (another release, a cluster's own) compares every date.
 ID_HASH = "event_id_hash"
+# event_ids of the lengths that take each of xxhash64's paths (1-128 characters: stripes of 32
+# bytes, then words of 8 and 4 bytes, then single bytes).
+ID_HASH_PROBES = ("e", "ev-1", "event-01", "kuaishou-00000000-0000-4000-8000-000000000001", "w" * 128)
 ID_INDEX_SCHEMA = StructType([StructField("event_date", DateType(), True), StructField(ID_HASH, LongType(), True)])
 
 
@@ -119,6 +124,14 @@ def first_copies(
 
 def _id_hash() -> Column:
     return F.xxhash64("event_id")
+
+
+def id_hash_check(spark) -> list[int]:
+    """This Spark's :data:`ID_HASH` of each of :data:`ID_HASH_PROBES` (computed on the driver)."""
+    # A table of constants: the driver computes it, no Spark job runs.
+    values = ", ".join(f"('{probe}')" for probe in ID_HASH_PROBES)
+    probes = spark.sql(f"SELECT * FROM VALUES {values} AS probes(event_id)")
+    return [row[0] for row in probes.select(_id_hash()).collect()]
 
 
 def with_id_hash(events: DataFrame) -> DataFrame:

@@ -262,10 +262,11 @@ def test_links_that_arrive_late_reach_propagation_rows_older_than_every_recomput
     assert len(old) >= 5 and all(row[1] > 0 for row in old), old
 
 
-@pytest.mark.parametrize("files", ["with id hashes", "written before id hashes were kept"])
+@pytest.mark.parametrize("files", ["with id hashes", "written before id hashes were kept", "hashed by another Spark"])
 def test_a_daily_run_drops_a_redelivery_of_an_earlier_date(spark, tmp_path, files):
-    """The run compares new ids with the held ids of the dates whose id hashes match, and of
-    every date whose files have no hashes."""
+    """The run compares new ids with the held ids of the dates whose id hashes match, of every
+    date whose files have no hashes, and of every date when silver's hashes were computed by
+    another Spark than the run's (another release's xxhash64, or a cluster's own)."""
     import pyarrow.parquet as pq
 
     from engagement.incremental import plan_bronze, update_silver
@@ -283,6 +284,18 @@ def test_a_daily_run_drops_a_redelivery_of_an_earlier_date(spark, tmp_path, file
             path = store.path(key)
             pq.write_table(pq.read_table(path).drop_columns(["event_id_hash"]), path)
             (path.parent / f".{path.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum of the old bytes
+    if files == "hashed by another Spark":
+        # As a Spark whose xxhash64 gives other values would have written them and recorded it.
+        for key in held.event_files(unparsed=True):
+            path = store.path(key)
+            table = pq.read_table(path)
+            other = [zlib.crc32(i.encode()) for i in table["event_id"].to_pylist()]
+            column = table.schema.get_field_index("event_id_hash")
+            pq.write_table(table.set_column(column, "event_id_hash", pa.array(other, pa.int64())), path)
+            (path.parent / f".{path.name}.crc").unlink(missing_ok=True)
+        assert held.id_hash_check is not None
+        other_check = tuple(zlib.crc32(str(h).encode()) for h in held.id_hash_check)
+        store.path(silver_log.version_key(held.number)).write_bytes(replace(held, id_hash_check=other_check).to_json())
     again = next(m for m in by_day[first] if m.valid and m.topic == KUAISHOU_TOPIC)
     bronze.deliver([again, *by_day[second]])
     plan_bronze(store, second, full_refresh=False)
@@ -291,6 +304,12 @@ def test_a_daily_run_drops_a_redelivery_of_an_earlier_date(spark, tmp_path, file
     ids = [i for key in version.event_files(unparsed=True) for i in pq.read_table(store.path(key), columns=["event_id"])["event_id"].to_pylist()]
     assert ids.count(again.event_id) == 1
     assert len(ids) == len(set(ids)) > len(by_day[second])
+    if files == "hashed by another Spark":
+        # Its files are of two Sparks now: no later daily run relies on their hashes; a full
+        # refresh, which writes every file again, makes them of one.
+        assert version.id_hash_check is None
+        plan_bronze(store, second, full_refresh=True)
+        assert update_silver(spark, store, settings, second).id_hash_check == held.id_hash_check
 
 
 def _identity_map(settings: Settings) -> list[tuple]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 from core import silver_log
@@ -33,3 +34,17 @@ def test_the_gate_checks_everything_changed_since_the_last_version_it_passed(tmp
     # A gate run again, or an older version's: its own changes.
     assert silver_log.unvalidated_changes(store, third).dates == {date(2026, 3, 3)}
     assert silver_log.unvalidated_changes(store, first).dates == {date(2026, 3, 1)}
+
+
+def test_a_version_keeps_the_id_hash_check_and_one_written_before_it_has_none(tmp_path):
+    store = LocalStore(tmp_path)
+    checked = silver_log.commit(
+        store, SilverVersion(1, "UTC", {}, {}, [], id_hash_check=(-6921883615627926489, 7178784971779722943))
+    )
+    assert silver_log.head(store).id_hash_check == (-6921883615627926489, 7178784971779722943)
+    # A record from before the check was kept: its files' hashes are of no known Spark.
+    record = json.loads(checked.to_json())
+    del record["id_hash_check"]
+    (tmp_path / silver_log.version_key(2)).write_text(json.dumps({**record, "version": 2}))
+    assert silver_log.head(store).number == 2
+    assert silver_log.head(store).id_hash_check is None
