@@ -126,6 +126,14 @@ def test_airflow_runs_as_its_real_components_with_its_own_database(project):
     assert "@postgres:" not in url, "Airflow's metadata must not live in the analysts' database"
 
 
+def test_airflow_tasks_wait_for_the_api_server_longer_than_its_first_answer_took(project):
+    # 5.2-6 s in tests/test_airflow_scheduler.py with Spark on the same cores; Airflow's default
+    # timeout, 5 s, failed a task there before it began.
+    for name, service in project["services"].items():
+        if service.get("entrypoint") == ["airflow"]:
+            assert float(service["environment"].get("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", 5)) >= 30, name
+
+
 def test_commands_exist_in_the_project_and_in_airflow(project):
     from airflow.cli.cli_parser import get_parser
 
