@@ -348,7 +348,8 @@ def render(results: list[dict], versions: dict[str, str], code: str = "") -> str
     )
     row(f"loader, {LOADER_WORKERS} workers (end to end)", lambda r: f"{r['loader_workers']['events_per_second_end_to_end']:,} msg/s")
     row(
-        f"loader, {LOADER_WORKERS} workers / bare loop",
+        # Two consumers against the one of the bare loop: how far a second core takes the loader.
+        f"loader, {LOADER_WORKERS} workers / bare loop (one consumer)",
         lambda r: f"{r['loader_workers']['events_per_second_end_to_end'] / r['bare_consume']['events_per_second']:.0%}",
     )
     row(f"loader, {LOADER_WORKERS} workers: peak RSS of all", lambda r: f"{r['loader_workers']['peak_rss_mib']:.0f} MiB")
