@@ -81,8 +81,9 @@ class SilverVersion:
     created_at: str = ""
     # jobs.privacy.fingerprint of the key user ids were pseudonymised with (None: not).
     key_fingerprint: str | None = None
-    # jobs.silver.id_hash_check by the Spark that hashed the event ids of every file named here;
-    # None when not known (files of a version from before it was kept, or of two Sparks).
+    # jobs.silver.ID_HASH of each of jobs.silver.ID_HASH_PROBES, by the Spark that hashed the
+    # event ids of every file named here; None when not known (files of a version from before it
+    # was kept, or of two Sparks).
     id_hash_check: tuple[int, ...] | None = None
 
     @property

@@ -144,6 +144,8 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
     from jobs.identity import add_accounts, build_identity_map, copies_agree, link_copies, relink
     from jobs.privacy import fingerprint
     from jobs.silver import (
+        ID_HASH,
+        ID_HASH_PROBES,
         ID_INDEX_SCHEMA,
         STORED_COLUMNS,
         STORED_SCHEMA,
@@ -151,7 +153,6 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
         dates_to_compare,
         earlier_copies,
         first_copies,
-        id_hash_check,
         links,
         with_id_hash,
     )
@@ -182,7 +183,9 @@ def _update_silver(spark, store: Store, settings: Settings, as_of_date: date) ->
     build = new_build()
     prefix = f"{SILVER_EVENTS}/{build}"
     # The id hashes held are of use only if this Spark computes the same (jobs.silver.ID_HASH).
-    hash_check = tuple(id_hash_check(spark))
+    # The probes are a table of constants: the driver hashes them, no Spark job runs.
+    probes = spark.sql("SELECT * FROM VALUES " + ", ".join(f"('{p}')" for p in ID_HASH_PROBES) + " AS probes(event_id)")
+    hash_check = tuple(row[ID_HASH] for row in with_id_hash(probes).collect())
     hashes_hold = full or head.id_hash_check == hash_check
 
     def write_events(rows) -> dict[str, list[str]]:

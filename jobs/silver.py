@@ -54,7 +54,7 @@ STORED_COLUMNS = tuple(STORED_SCHEMA.fieldNames())
 # 1.0-2.3 s, and a day's redeliveries were on the last 4 of 89 dates. A file without the column
 # (written before it was kept, or by hand) reads as NULL, and its date is always compared.
 # The hashes are only of use to a Spark whose xxhash64 gives the values they were written with:
-# silver's log keeps the hashes of ID_HASH_PROBES by the Spark that wrote them (id_hash_check),
+# silver's log keeps the hashes of ID_HASH_PROBES by the Spark that wrote them (``id_hash_check``),
 # and a run whose Spark gives others (another release, a cluster's own) compares every date.
 ID_HASH = "event_id_hash"
 # event_ids of the lengths that take each of xxhash64's paths (1-128 characters: stripes of 32
@@ -124,14 +124,6 @@ def first_copies(
 
 def _id_hash() -> Column:
     return F.xxhash64("event_id")
-
-
-def id_hash_check(spark) -> list[int]:
-    """This Spark's :data:`ID_HASH` of each of :data:`ID_HASH_PROBES` (computed on the driver)."""
-    # A table of constants: the driver computes it, no Spark job runs.
-    values = ", ".join(f"('{probe}')" for probe in ID_HASH_PROBES)
-    probes = spark.sql(f"SELECT * FROM VALUES {values} AS probes(event_id)")
-    return [row[0] for row in probes.select(_id_hash()).collect()]
 
 
 def with_id_hash(events: DataFrame) -> DataFrame:
