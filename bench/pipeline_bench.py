@@ -19,7 +19,9 @@ events, 0.1 % invalid messages):
 
 Each run's time is the whole ``engagement run`` process (Spark start-up included); stage times
 come from its ``pipeline_runs`` record and gold table times from its publication; the Spark
-driver's peak resident memory is sampled every 0.5 s (the JVM's, and the Python driver's).
+driver's peak resident memory is sampled every 0.5 s (the JVM's, and the Python driver's), and
+so is the CPU time of each of the driver JVM's threads (Linux's ``/proc``), summed by kind: its
+just-in-time compilers, Spark's tasks, the garbage collector, the rest.
 
     .venv/bin/python bench/pipeline_bench.py                        # 1M and 10M events
     .venv/bin/python bench/pipeline_bench.py --sizes 200000         # a quick run
@@ -155,14 +157,50 @@ def _env(settings: Settings) -> dict[str, str]:
     return env
 
 
+# What the driver JVM's threads spend its CPU on, by the names the JVM gives them (Linux shows
+# the first 15 characters): its just-in-time compilers, Spark's task threads, the garbage
+# collector; anything else (Spark's scheduler, shuffle and RPC threads, the VM's own) is "other".
+CPU_KINDS = {
+    "jit": ("C1 CompilerThre", "C2 CompilerThre"),
+    "tasks": ("Executor task",),
+    "gc": ("GC Thread", "G1 "),
+}
+
+
+def cpu_kind(thread_name: str) -> str:
+    """The :data:`CPU_KINDS` key a JVM thread's name belongs to, or ``"other"``."""
+    return next((kind for kind, prefixes in CPU_KINDS.items() if thread_name.startswith(prefixes)), "other")
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each live thread of process ``pid``, with its name, from
+    ``/proc`` (empty where there is none)."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    threads: dict[int, tuple[str, float]] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            name = (task / "comm").read_text().rstrip("\n")
+            # Fields after the name (which may hold blanks) start at the state; utime and stime
+            # are the 14th and 15th of the whole line.
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            threads[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended while it was read
+    return threads
+
+
 def timed_run(settings: Settings, as_of: date, log_path: Path, *, full_refresh: bool) -> dict:
-    """``engagement run`` as a process: wall time, peak RSS of the driver (JVM, Python), stages."""
+    """``engagement run`` as a process: wall time, peak RSS of the driver (JVM, Python), the CPU
+    seconds of the driver JVM's threads by kind (:data:`CPU_KINDS`; sampled, so a thread's last
+    half second before it ends is not counted), stages."""
     from engagement.publish import publication
     from engagement.runs import list_runs
 
     command = [sys.executable, "-m", "engagement.cli", "run", "--as-of", as_of.isoformat()]
     command += ["--full-refresh"] if full_refresh else []
     peak = {"jvm": 0, "python": 0}
+    # (pid, thread id) -> (name, CPU seconds): a pooled thread's name changes from task to task.
+    jvm_threads: dict[tuple[int, int], tuple[str, float]] = {}
     with open(log_path, "ab") as log:
         started = time.monotonic()
         process = subprocess.Popen(command, cwd=REPO, env=_env(settings), stdout=log, stderr=subprocess.STDOUT)
@@ -173,6 +211,8 @@ def timed_run(settings: Settings, as_of: date, log_path: Path, *, full_refresh: 
                 for child in parent.children(recursive=True):
                     if "java" in child.name():
                         peak["jvm"] = max(peak["jvm"], child.memory_info().rss)
+                        for tid, named in thread_cpu_seconds(child.pid).items():
+                            jvm_threads[(child.pid, tid)] = named
             except psutil.NoSuchProcess:
                 pass
             time.sleep(SAMPLE_EVERY_S)
@@ -190,6 +230,10 @@ def timed_run(settings: Settings, as_of: date, log_path: Path, *, full_refresh: 
         "row_counts": record["row_counts"],
         "driver_jvm_peak_rss_mib": round(peak["jvm"] / 2**20),
         "driver_python_peak_rss_mib": round(peak["python"] / 2**20),
+        "driver_jvm_cpu_seconds": {
+            kind: round(sum(cpu for name, cpu in jvm_threads.values() if cpu_kind(name) == kind), 1)
+            for kind in (*CPU_KINDS, "other")
+        },
     }
 
 
@@ -363,6 +407,11 @@ def render(results: list[dict], versions: dict[str, str], code: str = "") -> str
     for run in ("full_refresh", "incremental"):
         label = "full" if run == "full_refresh" else "incr."
         row(f"driver peak RSS ({label}): JVM / Python", lambda r, run=run: f"{r[run]['driver_jvm_peak_rss_mib']:,} / {r[run]['driver_python_peak_rss_mib']:,} MiB")
+        row(
+            # On 2 cores the JIT compilers' share is time the tasks do not get.
+            f"driver JVM CPU ({label}): JIT compilers / Spark tasks / GC / other",
+            lambda r, run=run: " / ".join(f"{r[run]['driver_jvm_cpu_seconds'][k]:.0f}" for k in (*CPU_KINDS, "other")) + " s",
+        )
     for step in ("validate_bronze", "build_silver", "validate_silver", "build_gold", "validate_gold", "publish"):
         row(f"step {step} (full / incr.)", lambda r, s=step: f"{r['full_refresh']['step_seconds'].get(s, 0):.1f} / {r['incremental']['step_seconds'].get(s, 0):.1f} s")
     for table in GOLD_TABLES:
