@@ -165,6 +165,8 @@ CPU_KINDS = {
     "tasks": ("Executor task",),
     "gc": ("GC Thread", "G1 "),
 }
+# The kinds in the order the results and BENCHMARKS.md give them.
+CPU_COLUMNS = (*CPU_KINDS, "other")
 
 
 def cpu_kind(thread_name: str) -> str:
@@ -175,7 +177,7 @@ def cpu_kind(thread_name: str) -> str:
 def thread_cpu_seconds(pid: int) -> dict[int, tuple[str, float]]:
     """CPU seconds (user + system) of each live thread of process ``pid``, with its name, from
     ``/proc`` (empty where there is none)."""
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    ticks = os.sysconf("SC_CLK_TCK")
     threads: dict[int, tuple[str, float]] = {}
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
@@ -232,7 +234,7 @@ def timed_run(settings: Settings, as_of: date, log_path: Path, *, full_refresh: 
         "driver_python_peak_rss_mib": round(peak["python"] / 2**20),
         "driver_jvm_cpu_seconds": {
             kind: round(sum(cpu for name, cpu in jvm_threads.values() if cpu_kind(name) == kind), 1)
-            for kind in (*CPU_KINDS, "other")
+            for kind in CPU_COLUMNS
         },
     }
 
@@ -410,7 +412,7 @@ def render(results: list[dict], versions: dict[str, str], code: str = "") -> str
         row(
             # On 2 cores the JIT compilers' share is time the tasks do not get.
             f"driver JVM CPU ({label}): JIT compilers / Spark tasks / GC / other",
-            lambda r, run=run: " / ".join(f"{r[run]['driver_jvm_cpu_seconds'][k]:.0f}" for k in (*CPU_KINDS, "other")) + " s",
+            lambda r, run=run: " / ".join(f"{r[run]['driver_jvm_cpu_seconds'][k]:.0f}" for k in CPU_COLUMNS) + " s",
         )
     for step in ("validate_bronze", "build_silver", "validate_silver", "build_gold", "validate_gold", "publish"):
         row(f"step {step} (full / incr.)", lambda r, s=step: f"{r['full_refresh']['step_seconds'].get(s, 0):.1f} / {r['incremental']['step_seconds'].get(s, 0):.1f} s")
