@@ -1,7 +1,10 @@
 # One image for the loader, the Spark master, workers and drivers, and Airflow's components in a
 # real deployment (docker-compose.yml).
-FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
+# The Debian release is named, not implied by `slim`: which JDK packages exist depends on it.
+# Debian 13 (trixie) ships OpenJDK 21 and 25, not 17. Spark 4.3 runs on Java 17, 21 and 25;
+# on 25 a 10M-event daily run took 0.86-0.90x the time it takes on 17 (README, "Which JDK").
+FROM python:3.11-slim-trixie
+RUN apt-get update && apt-get install -y --no-install-recommends openjdk-25-jre-headless procps \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/engagement
 COPY pyproject.toml requirements.lock README.md ./

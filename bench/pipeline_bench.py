@@ -52,6 +52,7 @@ from loader_bench import run_loader  # noqa: E402
 
 from core import loader_log  # noqa: E402
 from core.contract import IDENTITY_TOPIC, KUAISHOU_TOPIC, WECHAT_TOPIC  # noqa: E402
+from core.java import java_executable  # noqa: E402
 from core.layout import BRONZE_EVENTS, BRONZE_IDENTITY  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.storage import LocalStore  # noqa: E402
@@ -321,7 +322,8 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import version
 
     out = {name: version(name) for name in ("pyspark", "kafka-python", "duckdb", "great-expectations", "apache-airflow")}
-    java = subprocess.run(["java", "-version"], capture_output=True, text=True)
+    # The JDK Spark's launcher and the broker run: JAVA_HOME's, else the first on PATH.
+    java = subprocess.run([java_executable() or "java", "-version"], capture_output=True, text=True)
     out["java"] = (java.stderr or java.stdout).splitlines()[0] if java.returncode == 0 else "?"
     out["python"] = platform.python_version()
     return out

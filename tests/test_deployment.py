@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import lzma
 import os
 import re
 import shutil
 import subprocess
 import tomllib
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,21 @@ def test_dockerfile_copies_what_exists():
         if line.startswith("COPY "):
             for source in line.split()[1:-1]:
                 assert (ROOT / source).exists(), f"Dockerfile copies missing {source}"
+
+
+def test_the_image_installs_only_packages_its_debian_release_has():
+    # `python:3.11-slim` follows Debian's current release, and packages come and go between
+    # releases (trixie has OpenJDK 21 and 25, not the 17 this image once installed), so the image
+    # names its release and every package it installs is looked up in that release's index.
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    base = re.search(r"^FROM python:[0-9.]+-slim-([a-z]+)\s*$", text, re.MULTILINE)
+    assert base, "the Dockerfile's base image names no Debian release (python:VERSION-slim-RELEASE)"
+    wanted = {word for words in re.findall(r"apt-get install ([^&\n]+)", text) for word in words.split() if not word.startswith("-")}
+    assert wanted, "the Dockerfile installs no Debian package?"
+    index = f"https://deb.debian.org/debian/dists/{base.group(1)}/main/binary-amd64/Packages.xz"
+    with urllib.request.urlopen(index, timeout=120) as response:
+        available = set(re.findall(r"^Package: (\S+)$", lzma.decompress(response.read()).decode(), re.MULTILINE))
+    assert wanted <= available, f"not in Debian {base.group(1)} ({index}): {sorted(wanted - available)}"
 
 
 def test_loader_gets_time_to_stop_gracefully():
