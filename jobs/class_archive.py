@@ -15,7 +15,7 @@ packages or another JDK calls for a new one (``python -m jobs.class_archive``, w
 ``make env`` runs again when the lock changes). Spark puts its conf folder first on the
 driver's class path, and the JDK neither records nor maps an archive with a non-empty folder
 there: a deployment that sets ``SPARK_CONF_DIR`` to its configuration starts without one. A
-truncated archive would crash the JVM, so one is only ever moved into place whole, after the
+truncated archive crashes JDK 17's JVM (JDK 25 checks it and starts without it), so one is only ever moved into place whole, after the
 JVM that wrote it has exited.
 """
 
@@ -47,8 +47,8 @@ def java_options(archive: Path | None) -> list[str]:
 
 
 def usable(archive: Path) -> bool:
-    """Whether the JVM Spark starts maps ``archive`` and runs: an incomplete one (the disk
-    filled while it was written) crashes it instead of being ignored."""
+    """Whether the JVM Spark starts with ``archive`` runs: JDK 17 maps an incomplete one (the
+    disk filled while it was written) and crashes instead of ignoring it."""
     java = java_executable()
     if java is None or not archive.is_file():
         return False
