@@ -2,7 +2,7 @@
 # real deployment (docker-compose.yml).
 # The Debian release is named, not implied by `slim`: which JDK packages exist depends on it.
 # Debian 13 (trixie) ships OpenJDK 21 and 25, not 17. Spark 4.3 runs on Java 17, 21 and 25;
-# on 25 a 10M-event daily run took 0.86-0.90x the time it takes on 17 (README, "Which JDK").
+# on 25 a 10M-event daily run took 0.86-1.03x the time it takes on 17 (README, "Which JDK").
 FROM python:3.11-slim-trixie
 RUN apt-get update && apt-get install -y --no-install-recommends openjdk-25-jre-headless procps \
     && rm -rf /var/lib/apt/lists/*
