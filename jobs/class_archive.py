@@ -15,8 +15,8 @@ packages or another JDK calls for a new one (``python -m jobs.class_archive``, w
 ``make env`` runs again when the lock changes). Spark puts its conf folder first on the
 driver's class path, and the JDK neither records nor maps an archive with a non-empty folder
 there: a deployment that sets ``SPARK_CONF_DIR`` to its configuration starts without one. A
-truncated archive crashes JDK 17's JVM (JDK 25 checks it and starts without it), so one is only ever moved into place whole, after the
-JVM that wrote it has exited.
+truncated archive crashes JDK 17's JVM (JDK 25's starts without it), so one is only ever moved
+into place whole, after the JVM that wrote it has exited.
 """
 
 from __future__ import annotations

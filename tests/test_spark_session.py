@@ -108,7 +108,7 @@ def test_a_driver_keeps_the_deployments_default_java_options(tmp_path):
 def test_a_truncated_class_archive_is_never_handed_to_the_jvm(tmp_path):
     # JDK 17's JVM given an incomplete archive crashes (SIGBUS) rather than ignoring it, so a
     # recording is only moved into place when a JVM starts with it; a missing one gives no option
-    # at all. JDK 25 checks the archive's size and starts without it.
+    # at all. JDK 25's JVM starts without it instead.
     from core.java import java_executable
     from jobs.class_archive import DEFAULT_PATH, java_options, usable
 
